@@ -1,0 +1,41 @@
+# The two commands of README.md: `make run` and `make test`. Everything installs into .venv.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+CONFIG ?= config/dev.yml
+N ?= 100000
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint seed bench protos clean deploy-check
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "ERROR: $(PYTHON) not found (the project needs Python 3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed protos
+
+protos: $(VENV)/.installed
+	@if [ -f protos/payment.proto ]; then $(PY) -m payment_provider.build_protos; fi
+
+run: install
+	$(PY) -m scripts.run_system --config $(CONFIG)
+
+test: install
+	scripts/ensure-services.sh
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+seed: install
+	$(PY) -m scripts.seed --config $(CONFIG) --products $(N)
+
+bench: install
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

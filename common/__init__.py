@@ -1,0 +1,1 @@
+"""Cross-cutting parts every service declares: database, cache, outbox, events, correlation id, metrics."""

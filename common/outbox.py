@@ -1,0 +1,153 @@
+"""Transactional outbox: events are written with the change that caused them, then published from the table.
+
+A service maps ``OutboxMessageMixin`` onto its own Base, declares ``outbox = Outbox(OutboxMessage)`` beside its
+``Database``, and calls ``self.outbox.add(session, event_type, aggregate_id, data)`` inside the transaction that
+commits the change. One relay greenlet per process publishes unsent rows in id order (so one aggregate's events
+keep their order) to the Nameko events exchange ``<service>.events`` with publisher confirms, and marks them sent
+only after the broker confirmed them. It wakes as soon as a worker that wrote events ends, and also polls, so rows
+left by a crash or a broker outage go out when things recover: nothing committed is lost, repeats are possible.
+"""
+
+import json
+import logging
+
+import eventlet
+from eventlet.event import Event
+from nameko import config, serialization
+from nameko.amqp.publish import Publisher
+from nameko.constants import AMQP_URI_CONFIG_KEY, DEFAULT_AMQP_URI
+from nameko.extensions import DependencyProvider
+from nameko.standalone.events import get_event_exchange
+from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Text, select
+
+from common.correlation import CORRELATION_KEY
+from common.db import Database
+from common.events import make_envelope, utcnow
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+
+
+class OutboxMessageMixin:
+    __tablename__ = "outbox"
+    id = Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    event_id = Column(String(36), nullable=False, unique=True)
+    event_type = Column(String(64), nullable=False)
+    aggregate_id = Column(String(64), nullable=False)
+    envelope = Column(Text, nullable=False)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+    published_at = Column(DateTime, nullable=True, index=True)
+    attempts = Column(Integer, nullable=False, default=0)
+
+
+class OutboxWriter:
+    def __init__(self, provider, worker_ctx):
+        self.provider = provider
+        self.worker_ctx = worker_ctx
+        self.written = 0
+
+    def add(self, session, event_type, aggregate_id, data, event_version=1):
+        """Stage an event in ``session``; it is published only if that transaction commits."""
+        envelope = make_envelope(
+            event_type, aggregate_id, data,
+            source=self.provider.container.service_name,
+            correlation_id=self.worker_ctx.context_data.get(CORRELATION_KEY),
+            event_version=event_version,
+        )
+        session.add(self.provider.model(
+            event_id=envelope["event_id"], event_type=event_type,
+            aggregate_id=envelope["aggregate_id"], envelope=json.dumps(envelope),
+        ))
+        self.written += 1
+        return envelope
+
+
+class Outbox(DependencyProvider):
+    def __init__(self, model, poll_interval=None):
+        self.model = model
+        self.poll_interval = poll_interval
+        self.writers = {}
+
+    def setup(self):
+        self.database = next(
+            dep for dep in self.container.dependencies if isinstance(dep, Database)
+        )
+        self.exchange = get_event_exchange(self.container.service_name)
+        serializer, _ = serialization.setup()
+        self.publisher = Publisher(
+            config.get(AMQP_URI_CONFIG_KEY, DEFAULT_AMQP_URI),
+            serializer=serializer, use_confirms=True, declare=[self.exchange],
+        )
+        if self.poll_interval is None:
+            self.poll_interval = float(config.get("OUTBOX_POLL_INTERVAL", 1.0))
+        self.wakeup = Event()
+        self.running = False
+
+    def start(self):
+        self.running = True
+        self.relay_thread = self.container.spawn_managed_thread(self.run_relay)
+
+    def stop(self):
+        self.running = False
+        self.kick()
+        self.relay_thread.wait()
+
+    def kill(self):
+        self.running = False
+        self.relay_thread.kill()
+
+    def get_dependency(self, worker_ctx):
+        writer = OutboxWriter(self, worker_ctx)
+        self.writers[worker_ctx] = writer
+        return writer
+
+    def worker_teardown(self, worker_ctx):
+        writer = self.writers.pop(worker_ctx, None)
+        if writer is not None and writer.written:
+            self.kick()
+
+    def kick(self):
+        if not self.wakeup.ready():
+            self.wakeup.send(True)
+
+    def run_relay(self):
+        while self.running:
+            try:
+                while self.relay_batch() == BATCH_SIZE:
+                    pass
+                delay = self.poll_interval
+            except Exception:
+                log.warning("outbox relay of %s failed; retrying", self.container.service_name,
+                            exc_info=True)
+                delay = min(self.poll_interval * 5, 5)
+            with eventlet.Timeout(delay, False):
+                self.wakeup.wait()
+            self.wakeup = Event()
+
+    def relay_batch(self):
+        """Publish one batch of unsent rows in order; returns how many were sent."""
+        with self.database.Session(close_on_exit=True) as session, session.begin():
+            rows = session.scalars(
+                select(self.model).where(self.model.published_at.is_(None))
+                .order_by(self.model.id).limit(BATCH_SIZE).with_for_update(skip_locked=False)
+            ).all()
+            for row in rows:
+                self.publish(row)
+                row.published_at = utcnow()
+                row.attempts += 1
+            return len(rows)
+
+    def publish(self, row):
+        envelope = json.loads(row.envelope)
+        headers = {"nameko.correlation_id": envelope.get("correlation_id") or "",
+                   "event_id": row.event_id, "event_type": row.event_type}
+        self.publisher.publish(
+            envelope, exchange=self.exchange, routing_key=row.event_type,
+            headers=headers, retry=True,
+            retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+        )
+
+    def backlog(self):
+        with self.database.Session(close_on_exit=True) as session:
+            return session.query(self.model).filter(self.model.published_at.is_(None)).count()

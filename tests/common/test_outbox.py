@@ -1,0 +1,111 @@
+"""The outbox publishes what a transaction committed, in order, and nothing that rolled back."""
+
+import json
+
+import pytest
+from nameko import config
+from nameko.events import event_handler
+from nameko.rpc import rpc
+from nameko.standalone.rpc import ServiceRpcClient
+from sqlalchemy import Column, Integer, String, select
+from sqlalchemy.orm import DeclarativeBase, Session
+
+from common.correlation import CorrelationId
+from common.db import Database, make_engine
+from common.events import make_envelope
+from common.outbox import Outbox, OutboxMessageMixin
+from tests.support import wait_until
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Note(Base):
+    __tablename__ = "notes"
+    id = Column(Integer, primary_key=True)
+    text = Column(String(50))
+
+
+class OutboxMessage(OutboxMessageMixin, Base):
+    pass
+
+
+class NotesService:
+    name = "notes"
+    db = Database(Base)
+    outbox = Outbox(OutboxMessage)
+    correlation = CorrelationId()
+
+    @rpc
+    def write(self, text, fail=False):
+        with self.db.get_session() as session:
+            note = Note(text=text)
+            session.add(note)
+            session.flush()
+            self.outbox.add(session, "note.written", note.id, {"text": text})
+            if fail:
+                raise ValueError("rolled back")
+        return note.id
+
+
+received = []
+
+
+class Listener:
+    name = "listener"
+
+    @event_handler("notes", "note.written")
+    def on_note(self, envelope):
+        received.append(envelope)
+
+
+@pytest.fixture
+def notes_db(rabbit_config, db_uris):
+    uri = db_uris["products:Base"]
+    engine = make_engine(uri)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    received.clear()
+    with config.patch({"DB_URIS": {"notes:Base": uri}, "OUTBOX_POLL_INTERVAL": 0.2}):
+        yield uri
+
+
+def test_committed_events_are_published_in_order_and_rolled_back_ones_never(
+        notes_db, container_factory):
+    listener = container_factory(Listener)
+    listener.start()
+    notes = container_factory(NotesService)
+    notes.start()
+
+    with ServiceRpcClient("notes") as client:
+        with pytest.raises(Exception):
+            client.write("never", fail=True)
+        for i in range(5):
+            client.write(f"note {i}")
+    wait_until(lambda: len(received) >= 5, message="5 events")
+
+    assert [e["data"]["text"] for e in received] == [f"note {i}" for i in range(5)]
+    assert all(e["event_type"] == "note.written" and e["source"] == "notes" for e in received)
+    assert all(e["correlation_id"] for e in received)
+    engine = make_engine(notes_db)
+    with engine.connect() as conn:
+        unsent = conn.execute(select(OutboxMessage.id).where(OutboxMessage.published_at.is_(None))).all()
+    assert unsent == []
+
+
+def test_events_written_while_the_relay_was_down_are_published_after_restart(
+        notes_db, container_factory):
+    engine = make_engine(notes_db)
+
+    with Session(engine) as session, session.begin():
+        for i in range(3):
+            env = make_envelope("note.written", i, {"text": f"left {i}"}, source="notes")
+            session.add(OutboxMessage(event_id=env["event_id"], event_type="note.written",
+                                      aggregate_id=str(i), envelope=json.dumps(env)))
+    listener = container_factory(Listener)
+    listener.start()
+    notes = container_factory(NotesService)
+    notes.start()
+    wait_until(lambda: len(received) >= 3, message="3 events")
+    assert [e["data"]["text"] for e in received] == ["left 0", "left 1", "left 2"]
