@@ -2,11 +2,6 @@
 
 from nameko_sqlalchemy import Database as NamekoDatabase
 from sqlalchemy import create_engine, event
-from sqlalchemy.orm import DeclarativeBase
-
-
-class ServiceBase(DeclarativeBase):
-    """Not used directly: each service declares its own ``class Base(DeclarativeBase)`` in models.py."""
 
 
 def engine_options(uri):

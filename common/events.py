@@ -17,7 +17,6 @@ from sqlalchemy.exc import IntegrityError
 
 from common.errors import DomainError
 
-
 REQUEUE_DELAY = 0.5
 
 

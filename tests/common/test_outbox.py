@@ -5,6 +5,7 @@ import json
 import pytest
 from nameko import config
 from nameko.events import event_handler
+from nameko.exceptions import RemoteError
 from nameko.rpc import rpc
 from nameko.standalone.rpc import ServiceRpcClient
 from sqlalchemy import Column, Integer, String, select
@@ -79,7 +80,7 @@ def test_committed_events_are_published_in_order_and_rolled_back_ones_never(
     notes.start()
 
     with ServiceRpcClient("notes") as client:
-        with pytest.raises(Exception):
+        with pytest.raises(RemoteError):
             client.write("never", fail=True)
         for i in range(5):
             client.write(f"note {i}")

@@ -1,0 +1,206 @@
+"""`make run`: start whatever is missing, every service and the gateway, load demo data, and say where to look.
+
+Runs in the foreground; Ctrl-C (or SIGTERM) stops every process it started. Logs go to var/log/<process>.log.
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from importlib.util import find_spec
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+BIN = Path(sys.executable).parent
+
+# (process name, Nameko module) in start order; the gateway last so it answers only when the rest is up.
+NAMEKO_PROCESSES = [
+    ("accounts", "services.accounts.service"),
+    ("products", "services.products.service"),
+    ("inventory", "services.inventory.service"),
+    ("orders", "services.orders.service"),
+    ("notifications", "services.notifications.service"),
+    ("payments", "bridge.payments"),
+    ("kafka_bridge", "bridge.kafka_relay"),
+    ("gateway", "gateway.service"),
+]
+METRICS_BASE_PORT = 9101
+
+
+def say(message):
+    print(f"[make run] {message}", flush=True)
+
+
+def port_open(host, port):
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, int(port))) == 0
+
+
+def load_settings(config_path):
+    from nameko.cli.utils.config import load_config
+
+    with open(config_path) as handle:
+        return load_config(handle)
+
+
+def ensure_broker(settings):
+    if os.environ.get("AMQP_URI"):
+        return
+    if not port_open("127.0.0.1", 5672):
+        say("RabbitMQ is not answering on 127.0.0.1:5672; starting it")
+        if subprocess.call([str(ROOT / "scripts/ensure-services.sh"), "rabbitmq"]) != 0:
+            sys.exit("RabbitMQ could not be started: install it (apt-get install rabbitmq-server) "
+                     "or point AMQP_URI at a running broker.")
+    if settings.get("REDIS_URI") and not port_open("127.0.0.1", 6379):
+        subprocess.call([str(ROOT / "scripts/ensure-services.sh"), "redis"])
+
+
+def ensure_kafka(env):
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return None
+    try:
+        from scripts.tansu import start_tansu
+    except ImportError:
+        return None
+    return start_tansu()
+
+
+class Processes:
+    def __init__(self):
+        self.children = []
+
+    def start(self, name, argv, env):
+        log_path = VAR / "log" / f"{name}.log"
+        log = open(log_path, "ab")
+        child = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        self.children.append((name, child))
+        return child
+
+    def check(self):
+        for name, child in self.children:
+            if child.poll() is not None:
+                return name, child.returncode
+        return None
+
+    def stop(self):
+        for _name, child in reversed(self.children):
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + 15
+        for _name, child in self.children:
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def base_env(config_path):
+    env = dict(os.environ)
+    env.setdefault("PYTHONWARNINGS", "ignore")
+    env["POS_CONFIG"] = str(config_path)
+    return env
+
+
+def start_everything(processes, config_path, env):
+    if find_spec("payment_provider.server") is not None:
+        address = env.get("PAYMENT_PROVIDER_ADDRESS", "127.0.0.1:50051")
+        processes.start("payment_provider", [sys.executable, "-m", "payment_provider.server",
+                                             "--address", address,
+                                             "--db", str(VAR / "db" / "payment_provider.db")], env)
+    for index, (name, module) in enumerate(NAMEKO_PROCESSES):
+        if find_spec(module) is None:
+            say(f"skipping {name}: {module} is not there")
+            continue
+        proc_env = {**env, "METRICS_PORT": str(METRICS_BASE_PORT + index), "SERVICE_NAME": name}
+        processes.start(name, [str(BIN / "nameko"), "run", "--config", str(config_path), module], proc_env)
+
+
+def wait_for_gateway(base_url, processes, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        failed = processes.check()
+        if failed:
+            sys.exit(f"{failed[0]} exited with code {failed[1]}: see var/log/{failed[0]}.log")
+        try:
+            if requests.get(f"{base_url}/health", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    sys.exit(f"the gateway did not answer on {base_url} within {timeout}s: see var/log/gateway.log")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", default="config/dev.yml")
+    parser.add_argument("--no-demo-data", action="store_true")
+    args = parser.parse_args(argv)
+    config_path = (ROOT / args.config).resolve()
+    for folder in ("db", "log", "mail", "invoices"):
+        (VAR / folder).mkdir(parents=True, exist_ok=True)
+
+    settings = load_settings(config_path)
+    address = str(settings.get("WEB_SERVER_ADDRESS") or "127.0.0.1:8000")
+    host, port = address.rsplit(":", 1)
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    if port_open(host, port):
+        sys.exit(f"something already listens on {host}:{port}: stop it (an earlier `make run`?) "
+                 "or set GATEWAY_ADDRESS=127.0.0.1:<port>")
+    base_url = f"http://{host}:{port}"
+
+    ensure_broker(settings)
+    env = base_env(config_path)
+    processes = Processes()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        kafka = ensure_kafka(env)
+        if kafka is not None:
+            processes.children.append(("kafka", kafka))
+        say("migrating databases")
+        subprocess.check_call([sys.executable, "-m", "common.migrations", "--config", str(config_path)],
+                              cwd=ROOT, env=env)
+        say("starting services (logs in var/log/)")
+        start_everything(processes, config_path, env)
+        wait_for_gateway(base_url, processes)
+        if not args.no_demo_data:
+            subprocess.check_call([sys.executable, "-m", "scripts.seed", "--config", str(config_path),
+                                   "--demo", "--base-url", base_url], cwd=ROOT, env=env)
+        print_welcome(base_url, settings)
+        while True:
+            failed = processes.check()
+            if failed:
+                say(f"{failed[0]} stopped (exit {failed[1]}): see var/log/{failed[0]}.log; stopping the rest")
+                return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        say("stopping")
+        processes.stop()
+
+
+def print_welcome(base_url, settings):
+    say("ready")
+    print(f"""
+  API            {base_url}   (Swagger UI: {base_url}/docs, OpenAPI: {base_url}/openapi.json)
+  health         {base_url}/health/ready     metrics: {base_url}/metrics
+  admin login    {settings.get('ADMIN_EMAIL')} / {settings.get('ADMIN_PASSWORD')}
+  try            curl -s '{base_url}/products?q=coffee&sort=price' | python3 -m json.tool
+  nameko shell   .venv/bin/nameko shell --config config/dev.yml   then  n.rpc.products.get_product(1)
+  mail (dev)     var/mail/    invoices: var/invoices/    logs: var/log/
+  Kafka          {settings.get('KAFKA_BOOTSTRAP_SERVERS')} topics {settings.get('KAFKA_TOPIC_PREFIX')}orders, ...
+  stop           Ctrl-C
+""", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
