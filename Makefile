@@ -31,6 +31,10 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 
+# Lints the Dockerfile (hadolint), YAML (yamllint) and the rendered k8s overlays (kubernetes-validate --strict).
+deploy-check: install
+	scripts/deploy_check.sh
+
 seed: install
 	$(PY) -m scripts.seed --config $(CONFIG) --products $(N)
 

@@ -10,6 +10,7 @@ left by a crash or a broker outage go out when things recover: nothing committed
 
 import json
 import logging
+from contextlib import contextmanager
 
 import eventlet
 from eventlet.event import Event
@@ -18,11 +19,12 @@ from nameko.amqp.publish import Publisher
 from nameko.constants import AMQP_URI_CONFIG_KEY, DEFAULT_AMQP_URI
 from nameko.extensions import DependencyProvider
 from nameko.standalone.events import get_event_exchange
-from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Text, select
+from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Text, select, text, update
 
 from common.correlation import CORRELATION_KEY
 from common.db import Database
 from common.events import make_envelope, utcnow
+from common.metrics import count_domain_event
 
 log = logging.getLogger(__name__)
 
@@ -126,17 +128,44 @@ class Outbox(DependencyProvider):
             self.wakeup = Event()
 
     def relay_batch(self):
-        """Publish one batch of unsent rows in order; returns how many were sent."""
-        with self.database.Session(close_on_exit=True) as session, session.begin():
-            rows = session.scalars(
-                select(self.model).where(self.model.published_at.is_(None))
-                .order_by(self.model.id).limit(BATCH_SIZE).with_for_update(skip_locked=False)
-            ).all()
+        """Publish one batch of unsent rows in order; returns how many were sent.
+
+        No transaction is held while publishing (on SQLite it would hold the write lock, on MySQL block inserts);
+        replicas of a service take turns through a MySQL advisory lock so their batches never interleave.
+        """
+        with self.relay_turn() as my_turn:
+            if not my_turn:
+                return 0
+            with self.database.Session(close_on_exit=True) as session:
+                rows = session.scalars(
+                    select(self.model).where(self.model.published_at.is_(None))
+                    .order_by(self.model.id).limit(BATCH_SIZE)
+                ).all()
+                session.expunge_all()
             for row in rows:
                 self.publish(row)
-                row.published_at = utcnow()
-                row.attempts += 1
+            if rows:
+                with self.database.Session(close_on_exit=True) as session:
+                    session.execute(
+                        update(self.model).where(self.model.id.in_([row.id for row in rows]))
+                        .values(published_at=utcnow(), attempts=self.model.attempts + 1)
+                    )
             return len(rows)
+
+    @contextmanager
+    def relay_turn(self):
+        engine = self.database.engine
+        if engine.dialect.name != "mysql":
+            yield True
+            return
+        name = f"outbox:{self.container.service_name}:{engine.url.database}"
+        with engine.connect() as connection:
+            acquired = connection.scalar(text("SELECT GET_LOCK(:name, 0)"), {"name": name}) == 1
+            try:
+                yield acquired
+            finally:
+                if acquired:
+                    connection.scalar(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
 
     def publish(self, row):
         envelope = json.loads(row.envelope)
@@ -147,6 +176,7 @@ class Outbox(DependencyProvider):
             headers=headers, retry=True,
             retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
         )
+        count_domain_event(self.container.service_name, row.event_type)
 
     def backlog(self):
         with self.database.Session(close_on_exit=True) as session:

@@ -18,16 +18,16 @@ ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
 BIN = Path(sys.executable).parent
 
-# (process name, Nameko module) in start order; the gateway last so it answers only when the rest is up.
+# (process name, Nameko service class) in start order; the gateway last so it answers only when the rest is up.
 NAMEKO_PROCESSES = [
-    ("accounts", "services.accounts.service"),
-    ("products", "services.products.service"),
-    ("inventory", "services.inventory.service"),
-    ("orders", "services.orders.service"),
-    ("notifications", "services.notifications.service"),
-    ("payments", "bridge.payments"),
-    ("kafka_bridge", "bridge.kafka_relay"),
-    ("gateway", "gateway.service"),
+    ("accounts", "services.accounts.service:AccountsService"),
+    ("products", "services.products.service:ProductsService"),
+    ("inventory", "services.inventory.service:InventoryService"),
+    ("orders", "services.orders.service:OrdersService"),
+    ("notifications", "services.notifications.service:NotificationsService"),
+    ("payments", "bridge.payments:PaymentsService"),
+    ("kafka_bridge", "bridge.kafka_relay:KafkaBridge"),
+    ("gateway", "gateway.service:GatewayService"),
 ]
 METRICS_BASE_PORT = 9101
 
@@ -117,7 +117,7 @@ def start_everything(processes, config_path, env):
                                              "--address", address,
                                              "--db", str(VAR / "db" / "payment_provider.db")], env)
     for index, (name, module) in enumerate(NAMEKO_PROCESSES):
-        if find_spec(module) is None:
+        if find_spec(module.split(":")[0]) is None:
             say(f"skipping {name}: {module} is not there")
             continue
         proc_env = {**env, "METRICS_PORT": str(METRICS_BASE_PORT + index), "SERVICE_NAME": name}

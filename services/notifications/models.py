@@ -1,8 +1,9 @@
 """The notifications service's tables: every message it owes someone, and every invoice it rendered."""
 
-from sqlalchemy import (
-    BigInteger, Column, DateTime, Integer, String, Text, UniqueConstraint,
-)
+from datetime import timedelta
+
+from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Text, UniqueConstraint, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase
 
 from common.events import ProcessedEventMixin, utcnow
@@ -56,3 +57,43 @@ class Invoice(Base):
     total = Column(String(20), nullable=False)
     currency = Column(String(3), nullable=False)
     created_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+def due_notification_ids(session, now, limit=100):
+    return session.scalars(
+        select(Notification.id).where(Notification.status == PENDING, Notification.next_attempt_at <= now)
+        .order_by(Notification.next_attempt_at).limit(limit)
+    ).all()
+
+
+def claim(session, notification_id, now, lease_seconds):
+    """Take a pending notification for one attempt; False if another worker (or replica) holds it.
+
+    The claim pushes ``next_attempt_at`` past the lease, so a worker that dies mid-send leaves the row to be
+    retried once the lease runs out rather than stuck.
+    """
+    result = session.execute(
+        update(Notification)
+        .where(Notification.id == notification_id, Notification.status == PENDING,
+               Notification.next_attempt_at <= now)
+        .values(next_attempt_at=now + timedelta(seconds=lease_seconds), attempts=Notification.attempts + 1)
+    )
+    return result.rowcount == 1
+
+
+def invoice_for_order(session, order, number_prefix):
+    """The order's invoice row, created (with its number) the first time; one per order whatever the races."""
+    invoice = session.scalar(select(Invoice).where(Invoice.order_id == order["id"]))
+    if invoice is not None:
+        return invoice
+    invoice = Invoice(order_id=order["id"], customer_id=order.get("customer_id"), total=str(order["total"]),
+                      currency=order.get("currency") or "USD", created_at=utcnow())
+    try:
+        with session.begin_nested():
+            session.add(invoice)
+            session.flush()
+            invoice.number = f"{number_prefix}{invoice.created_at:%Y}-{invoice.id:06d}"
+            session.flush()
+    except IntegrityError:  # a concurrent delivery of the same event got there first
+        return session.scalar(select(Invoice).where(Invoice.order_id == order["id"]))
+    return invoice

@@ -1,0 +1,52 @@
+# One image for every process of the Product Order Service; the command picks the process:
+#   docker run IMAGE gateway | accounts | products | inventory | orders | notifications | payments | kafka_bridge
+#   docker run IMAGE migrate | payment_provider
+# CONFIG (default config/prod.yml) selects the environment's config; every address and secret comes from the env.
+
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+WORKDIR /app
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+# Dependencies first (pinned in setup.cfg), so a code change reuses this layer.
+COPY setup.cfg pyproject.toml README.md ./
+RUN mkdir common && touch common/__init__.py \
+    && pip install --no-cache-dir . \
+    && pip uninstall --yes product-order-service \
+    && rm -rf common build ./*.egg-info
+COPY common/ common/
+COPY services/ services/
+COPY gateway/ gateway/
+COPY bridge/ bridge/
+COPY schemas/ schemas/
+COPY payment_provider/ payment_provider/
+COPY protos/ protos/
+COPY config/ config/
+COPY scripts/ scripts/
+# The gRPC stubs are generated here, never committed.
+RUN rm -rf payment_provider/generated \
+    && python -m payment_provider.build_protos \
+    && python -m compileall -q common services gateway bridge schemas payment_provider scripts
+
+FROM python:3.11-slim-bookworm
+ARG GIT_SHA=unknown
+LABEL org.opencontainers.image.title="product-order-service" \
+      org.opencontainers.image.revision="${GIT_SHA}"
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /app /app
+WORKDIR /app
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONWARNINGS=ignore \
+    CONFIG=config/prod.yml \
+    METRICS_PORT=9100 \
+    METRICS_ADDR=0.0.0.0 \
+    GIT_SHA=${GIT_SHA}
+USER 10001:10001
+EXPOSE 8000 9100 50051
+ENTRYPOINT ["/app/scripts/container-entrypoint.sh"]
+CMD ["gateway"]

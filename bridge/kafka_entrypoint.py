@@ -1,0 +1,166 @@
+"""``relay_events``: a Nameko entrypoint over one durable queue bound to every source service's events exchange.
+
+The decorated method gets a list of envelopes and returns, for each, its ``Delivery`` or the ``PoisonEvent`` that
+stops it; an AMQP message is acked only when Kafka confirmed its delivery, so workers are free at once and many
+events are in flight (up to ``KAFKA_BRIDGE_PREFETCH``). Outcomes:
+
+- delivered: ack;
+- retriable failure (broker down, timeout, anything unexpected): requeue after a pause, never dead-lettered;
+- ``PoisonEvent``, an undecodable body or a permanent Kafka rejection: published with the reason to the durable
+  queue ``kafka_bridge.dead_letter``, then acked, and the relay goes on.
+"""
+
+import functools
+import logging
+from datetime import UTC, datetime
+
+import eventlet
+from kombu import Exchange, Queue, binding
+from nameko import config
+from nameko.amqp.publish import Publisher, get_connection
+from nameko.exceptions import ContainerBeingKilled
+from nameko.messaging import Consumer
+from nameko.standalone.events import get_event_exchange
+
+from bridge.kafka_metrics import FAILURES
+from bridge.kafka_producer import Delivery, DeliveryFailed
+
+log = logging.getLogger(__name__)
+
+QUEUE_NAME = "kafka_bridge.events"
+DEAD_LETTER_QUEUE = "kafka_bridge.dead_letter"
+RETRY_DELAY = 1.0
+
+
+class DeadLetters:
+    """Publishes what can never reach Kafka to a durable queue, with the reason and the original message."""
+
+    def __init__(self, amqp_uri):
+        self.amqp_uri = amqp_uri
+        self.queue = Queue(DEAD_LETTER_QUEUE, exchange=Exchange(""), routing_key=DEAD_LETTER_QUEUE, durable=True)
+        self.publisher = Publisher(amqp_uri, serializer="json", use_confirms=True, declare=[self.queue])
+
+    def declare(self):
+        with get_connection(self.amqp_uri) as connection:
+            self.queue(connection.default_channel).declare()
+
+    def publish(self, message, reason, detail):
+        FAILURES.labels("dead_lettered", reason).inc()
+        log.error("dead-lettering an event (%s): %s", reason, detail)
+        self.publisher.publish(
+            {
+                "reason": reason,
+                "detail": detail,
+                "exchange": message.delivery_info.get("exchange"),
+                "routing_key": message.delivery_info.get("routing_key"),
+                "headers": {k: str(v) for k, v in (message.headers or {}).items()},
+                "content_type": message.content_type,
+                "body": _body_text(message),
+                "dead_lettered_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            },
+            exchange="", routing_key=DEAD_LETTER_QUEUE, retry=True,
+            retry_policy={"max_retries": None, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 5},
+        )
+
+
+def _body_text(message):
+    body = message.body
+    if isinstance(body, bytes):
+        return body.decode("utf-8", errors="replace")
+    return str(body)
+
+
+def relay_queue(source_services):
+    return Queue(QUEUE_NAME, durable=True,
+                 bindings=[binding(get_event_exchange(name), routing_key="#") for name in source_services])
+
+
+class EventRelay(Consumer):
+    """Hands each burst of AMQP messages (up to ``KAFKA_BRIDGE_BATCH``) to one worker as a list of envelopes.
+
+    A Nameko worker per event costs more than producing it, so a worker gets every message that arrived before the
+    consumer next waits on the socket: no added latency, and one worker per burst under load.
+    """
+
+    def __init__(self, source_services, **kwargs):
+        self.source_services = tuple(source_services)
+        super().__init__(None, requeue_on_error=True, **kwargs)
+
+    def setup(self):
+        self.queue = relay_queue(self.source_services)
+        self.batch_size = int(config.get("KAFKA_BRIDGE_BATCH", 500))
+        self.consumer_options.setdefault("prefetch_count", int(config.get("KAFKA_BRIDGE_PREFETCH", 2000)))
+        self.consumer_options["on_decode_error"] = self.handle_undecodable
+        self.dead_letters = DeadLetters(self.amqp_uri)
+        self.batch = []
+        super().setup()
+
+    def start(self):
+        self.dead_letters.declare()  # so operators can watch it before the first poison event
+        super().start()
+
+    def handle_message(self, body, message):
+        if not self.batch:
+            self.container.spawn_managed_thread(self.flush, identifier="EventRelay.flush")
+        self.batch.append((body, message))
+        if len(self.batch) >= self.batch_size:
+            self.flush()
+
+    def flush(self):
+        batch, self.batch = self.batch, []
+        if not batch:
+            return
+        bodies, messages = [body for body, _ in batch], [message for _, message in batch]
+        try:
+            self.container.spawn_worker(self, (bodies,), {}, context_data={},
+                                        handle_result=functools.partial(self.handle_result, messages))
+        except ContainerBeingKilled:
+            for message in messages:
+                self.consumer.requeue_message(message)
+
+    def handle_result(self, messages, worker_ctx, result=None, exc_info=None):
+        if exc_info is not None:
+            for message in messages:
+                self.container.spawn_managed_thread(
+                    functools.partial(self.retry_later, message, type(exc_info[1]).__name__))
+            return result, exc_info
+        for message, outcome in zip(messages, result, strict=True):
+            if isinstance(outcome, Delivery):
+                self.consumer.ack_message(message)
+            else:
+                self.container.spawn_managed_thread(
+                    functools.partial(self.dead_letter, message, outcome.reason, outcome.detail))
+        return result, exc_info
+
+    def settle(self, message, delivery):
+        """Runs in the hub when Kafka reported on the message; must not block."""
+        if delivery.error is None:
+            self.consumer.ack_message(message)
+            return
+        failure = DeliveryFailed(delivery.error)
+        if failure.permanent:
+            self.container.spawn_managed_thread(
+                functools.partial(self.dead_letter, message, "rejected_by_kafka", str(failure)))
+        else:
+            self.container.spawn_managed_thread(functools.partial(self.retry_later, message, failure.name))
+
+    def handle_undecodable(self, message, exc):
+        self.container.spawn_managed_thread(
+            functools.partial(self.dead_letter, message, "undecodable", f"{type(exc).__name__}: {exc}"))
+
+    def dead_letter(self, message, reason, detail):
+        try:
+            self.dead_letters.publish(message, reason, detail)
+        except Exception:
+            log.exception("could not dead-letter a message; requeueing it")
+            self.retry_later(message, "dead_letter_failed")
+            return
+        self.consumer.ack_message(message)
+
+    def retry_later(self, message, reason):
+        FAILURES.labels("retried", reason).inc()
+        eventlet.sleep(RETRY_DELAY)  # an outage should not become a hot redelivery loop
+        self.consumer.requeue_message(message)
+
+
+relay_events = EventRelay.decorator

@@ -1,0 +1,324 @@
+"""confluent-kafka inside Nameko: greenlets only ``produce()``, one real OS thread polls, results come back by pipe.
+
+``poll()`` blocks the eventlet hub, so a real thread (``eventlet.patcher.original('threading')``) loops on
+``poll(0.1)``. Delivery reports run on that thread; it must not touch eventlet objects (nor logging or
+prometheus locks, which are green after ``monkey_patch``), so it appends plain tuples to a deque and writes a
+byte to a pipe. A greenlet waiting on the pipe's read end resolves each ``Delivery`` in the hub.
+
+After a broker restart an idempotent producer can stall for good on ``UNKNOWN_PRODUCER_ID`` (messages end in
+``_MSG_TIMED_OUT``): the thread then replaces the producer, and what was queued in the old one is reported failed
+(retriable) so its owners retry it.
+"""
+
+import collections
+import functools
+import itertools
+import logging
+
+import eventlet
+from confluent_kafka import KafkaError, KafkaException, Producer
+from eventlet import hubs, patcher
+from nameko import config
+from nameko.extensions import DependencyProvider
+
+from bridge.kafka_envelope import PoisonEvent, to_record
+from bridge.kafka_metrics import IN_FLIGHT, PRODUCER_RESTARTS, RELAYED, observe_lag
+
+log = logging.getLogger(__name__)
+
+_threading = patcher.original("threading")
+_os = patcher.original("os")
+_time = patcher.original("time")
+
+POLL_SECONDS = 0.1
+RESTART_COOLDOWN_SECONDS = 5.0
+SWEEP_SECONDS = 1.0
+ERROR_LOG_INTERVAL = 30.0
+# librdkafka's own timeout reports a message first; this only catches messages a replaced producer dropped
+LOST_REPORT_GRACE_SECONDS = 10.0
+
+STALL_CODES = {KafkaError._MSG_TIMED_OUT, KafkaError.UNKNOWN_PRODUCER_ID, KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+               KafkaError.INVALID_PRODUCER_EPOCH}
+PERMANENT_CODES = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE, KafkaError.INVALID_MSG,
+                   KafkaError.INVALID_RECORD, KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.TOPIC_EXCEPTION,
+                   KafkaError._INVALID_ARG}
+
+
+class DeliveryFailed(Exception):
+    def __init__(self, error):
+        super().__init__(str(error))
+        self.error = error
+
+    @property
+    def code(self):
+        return self.error.code() if isinstance(self.error, KafkaError) else None
+
+    @property
+    def permanent(self):
+        """True if producing the same message again can never succeed."""
+        return self.code in PERMANENT_CODES
+
+    @property
+    def name(self):
+        return self.error.name() if isinstance(self.error, KafkaError) else "local"
+
+
+class Delivery:
+    """The pending outcome of one produced message; resolved in the hub, never on the poll thread."""
+
+    __slots__ = ("topic", "produced_at", "error", "done", "_callbacks", "_event")
+
+    def __init__(self, topic):
+        self.topic = topic
+        self.produced_at = _time.monotonic()
+        self.error = None
+        self.done = False
+        self._callbacks = []
+        self._event = None
+
+    def add_callback(self, callback):
+        """``callback(delivery)`` once delivered or failed (at once if already done)."""
+        if self.done:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
+
+    def wait(self, timeout=None):
+        """Block this greenlet until delivered; raise ``DeliveryFailed`` on failure."""
+        if not self.done:
+            self._event = self._event or eventlet.Event()
+            with eventlet.Timeout(timeout):
+                self._event.wait()
+        if self.error is not None:
+            raise DeliveryFailed(self.error)
+
+    def resolve(self, error):
+        if self.done:
+            return
+        self.error, self.done = error, True
+        for callback in self._callbacks:
+            try:
+                callback(self)
+            except Exception:
+                log.exception("delivery callback failed")
+        self._callbacks = []
+        if self._event is not None:
+            self._event.send(True)
+
+
+class KafkaPump:
+    """One confluent-kafka ``Producer`` fed by greenlets and polled by one OS thread."""
+
+    def __init__(self, producer_config, on_event=None):
+        self.producer_config = dict(producer_config)
+        self.message_timeout = int(self.producer_config.get("message.timeout.ms", 300000)) / 1000.0
+        self.on_event = on_event or (lambda kind, detail: None)
+        self._reports = collections.deque()   # (token, error) and ("event", kind, detail), from the thread
+        self._pending = {}                    # token -> Delivery; hub only
+        self._tokens = itertools.count()
+        self._restart_wanted = False
+        self._last_restart = 0.0
+        self._stopping = False
+        self._flush_timeout = 0
+        self._producer = None
+        self._thread = None
+        self._reader = None
+
+    # -- hub side ---------------------------------------------------------------------------------------------------
+
+    def start(self):
+        self._producer = self._new_producer()
+        self._rfd, self._wfd = _os.pipe()
+        _os.set_blocking(self._rfd, False)
+        _os.set_blocking(self._wfd, False)
+        self._thread = _threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
+        self._thread.start()
+        self._reader = eventlet.spawn(self._read_reports)
+
+    def produce(self, topic, key, value, headers):
+        """Queue one message; returns its ``Delivery``. Waits (green) while librdkafka's queue is full."""
+        token = next(self._tokens)
+        delivery = Delivery(topic)
+        report = functools.partial(self._on_delivery, token)
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=report)
+                break
+            except BufferError:
+                eventlet.sleep(POLL_SECONDS)
+        self._pending[token] = delivery
+        return delivery
+
+    @property
+    def in_flight(self):
+        return len(self._pending)
+
+    def stop(self, flush_timeout=10.0):
+        """Deliver what is queued (up to ``flush_timeout``), then stop the thread and resolve what is left."""
+        self._flush_timeout = flush_timeout
+        self._stopping = True
+        while self._thread is not None and self._thread.is_alive():
+            eventlet.sleep(POLL_SECONDS)
+        self._dispatch()
+        for delivery in list(self._pending.values()):
+            delivery.resolve(KafkaError(KafkaError._DESTROY, "the bridge stopped before delivery"))
+        self._pending.clear()
+        if self._reader is not None:
+            self._reader.kill()
+            _os.close(self._rfd)
+            _os.close(self._wfd)
+            self._reader = None
+
+    def kill(self):
+        self.stop(flush_timeout=0)
+
+    def _read_reports(self):
+        last_sweep = _time.monotonic()
+        while True:
+            try:
+                hubs.trampoline(self._rfd, read=True, timeout=SWEEP_SECONDS, timeout_exc=eventlet.Timeout)
+                _os.read(self._rfd, 65536)
+            except (eventlet.Timeout, BlockingIOError):
+                pass
+            self._dispatch()
+            if _time.monotonic() - last_sweep >= SWEEP_SECONDS:
+                last_sweep = _time.monotonic()
+                self._sweep_lost()
+
+    def _dispatch(self):
+        while self._reports:
+            report = self._reports.popleft()
+            if report[0] == "event":
+                self.on_event(report[1], report[2])
+                continue
+            delivery = self._pending.pop(report[0], None)
+            if delivery is not None:
+                delivery.resolve(report[1])
+
+    def _sweep_lost(self):
+        deadline = _time.monotonic() - self.message_timeout - LOST_REPORT_GRACE_SECONDS
+        for token, delivery in list(self._pending.items()):
+            if delivery.produced_at > deadline:
+                break  # tokens are in production order
+            del self._pending[token]
+            delivery.resolve(KafkaError(KafkaError._MSG_TIMED_OUT, "no delivery report (producer replaced)"))
+
+    # -- poll thread: no eventlet, logging or prometheus here --------------------------------------------------------
+
+    def _new_producer(self):
+        return Producer({**self.producer_config, "error_cb": self._on_error})
+
+    def _poll_loop(self):
+        while not self._stopping:
+            self._producer.poll(POLL_SECONDS)
+            if self._restart_wanted and _time.monotonic() - self._last_restart >= RESTART_COOLDOWN_SECONDS:
+                self._restart()
+            self._signal()
+        if self._flush_timeout:
+            self._producer.flush(self._flush_timeout)
+        self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+        self._producer.poll(0)
+        self._producer = None  # destroys it: librdkafka's own threads stop reconnecting
+        self._signal()
+
+    def _restart(self):
+        old = self._producer
+        self._producer = self._new_producer()
+        self._restart_wanted = False
+        self._last_restart = _time.monotonic()
+        old.purge(in_queue=True, in_flight=True, blocking=False)
+        old.flush(1.0)  # serves the purged messages' reports
+        self._reports.append(("event", "producer_restarted", None))
+
+    def _on_delivery(self, token, error, _message):
+        if error is not None and error.code() in STALL_CODES:
+            self._restart_wanted = True
+        self._reports.append((token, error))
+
+    def _on_error(self, error):
+        if error.fatal() or error.code() in STALL_CODES:
+            self._restart_wanted = True
+        self._reports.append(("event", "error", error))
+
+    def _signal(self):
+        if self._reports:
+            try:
+                _os.write(self._wfd, b"!")
+            except BlockingIOError:
+                pass  # the pipe is full: the reader is already due to wake
+
+
+def producer_config():
+    """The producer's librdkafka settings from Nameko config; ``KAFKA_PRODUCER_CONFIG`` adds or overrides any."""
+    settings = {
+        "bootstrap.servers": config.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        "client.id": config.get("KAFKA_CLIENT_ID", "kafka_bridge"),
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": int(config.get("KAFKA_LINGER_MS", 5)),
+        "message.timeout.ms": int(config.get("KAFKA_MESSAGE_TIMEOUT_MS", 30000)),
+        "queue.buffering.max.messages": 200000,
+    }
+    settings.update(config.get("KAFKA_PRODUCER_CONFIG") or {})
+    return settings
+
+
+class KafkaProducer(DependencyProvider):
+    """Injects itself (``produce``, ``produce_each``); one ``KafkaPump`` per container."""
+
+    def setup(self):
+        self.prefix = config.get("KAFKA_TOPIC_PREFIX", "pos.")
+        self.max_bytes = int(config.get("KAFKA_MAX_MESSAGE_BYTES", 900000))
+        self.flush_timeout = float(config.get("KAFKA_FLUSH_TIMEOUT", 10))
+        self.pump = KafkaPump(producer_config(), on_event=self.on_pump_event)
+        self.logged_at = {}
+
+    def start(self):
+        self.pump.start()
+
+    def stop(self):
+        self.pump.stop(self.flush_timeout)
+
+    def kill(self):
+        self.pump.kill()
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+    def produce_each(self, envelopes):
+        """Produce every envelope; for each, its ``Delivery`` or the ``PoisonEvent`` that rules it out."""
+        outcomes = []
+        for envelope in envelopes:
+            try:
+                outcomes.append(self.produce(envelope))
+            except PoisonEvent as poison:
+                outcomes.append(poison)
+        return outcomes
+
+    def produce(self, envelope):
+        topic, key, value, headers = to_record(envelope, self.prefix, self.max_bytes)
+        try:
+            delivery = self.pump.produce(topic, key, value, headers)
+        except KafkaException as exc:
+            if exc.args[0].code() in PERMANENT_CODES:
+                raise PoisonEvent("rejected_by_kafka", str(exc)) from None
+            raise
+        IN_FLIGHT.inc()
+        delivery.add_callback(functools.partial(self.delivered, envelope.get("occurred_at")))
+        return delivery
+
+    def delivered(self, occurred_at, delivery):
+        IN_FLIGHT.dec()
+        if delivery.error is None:
+            RELAYED.labels(delivery.topic).inc()
+            observe_lag(occurred_at)
+
+    def on_pump_event(self, kind, detail):
+        if kind == "producer_restarted":
+            PRODUCER_RESTARTS.inc()
+            log.warning("Kafka producer replaced after a stall")
+            return
+        now, name = _time.monotonic(), detail.name()
+        if now - self.logged_at.get(name, -ERROR_LOG_INTERVAL) >= ERROR_LOG_INTERVAL:
+            self.logged_at[name] = now  # librdkafka repeats these every reconnect attempt
+            log.warning("Kafka: %s", detail.str())

@@ -1,0 +1,384 @@
+"""The gateway's HTTP entrypoint: JSON in, JSON out, the API.md error body for every failure, ``X-Request-ID``.
+
+A route is declared once with everything a client (and the OpenAPI generator) needs to know about it::
+
+    @api("POST", "/products", auth="admin", body=ProductCreateSchema, responses={201: ProductSchema},
+         summary="Create a product", tags=["Products"])
+    def create_product(self, request, body, user):
+        product = self.products_rpc.create_product(body)
+        return created(product, f"/products/{product['id']}")
+
+Before the method runs, inside its worker, the body is parsed and loaded with ``body`` (400 ``malformed_json``,
+422 ``validation_error``), the query string with ``query``, and the bearer token checked against ``auth``
+(``"user"`` or ``"admin"``; 401/403). The method gets the path values plus ``body``, ``query`` and ``user`` (the
+caller's account) for what the route declares, and returns a JSON-able payload (200), ``(status, payload)``,
+``(status, headers, payload)``, ``None`` (204) or a werkzeug ``Response`` (served as is, e.g. Prometheus text).
+``routes(service_cls)`` lists every declared route as a ``RouteSpec``.
+"""
+
+import datetime
+import decimal
+import functools
+import inspect
+import json
+import logging
+import re
+import socket
+import uuid
+from dataclasses import dataclass, field
+
+from eventlet.event import Event
+from kombu.exceptions import OperationalError as BrokerError
+from marshmallow import EXCLUDE, Schema, ValidationError
+from nameko.exceptions import (
+    RemoteError,
+    ReplyQueueExpiredWithPendingReplies,
+    RpcTimeout,
+    UnknownService,
+)
+from nameko.extensions import register_entrypoint
+from nameko.web.handlers import HttpRequestHandler
+from nameko.web.server import WebServer, WsgiApp
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
+from werkzeug.routing import IntegerConverter, Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from common.correlation import CORRELATION_KEY, REQUEST_ID_HEADER, acceptable_request_id
+from common.errors import DomainError, Unauthorized
+from common.events import rfc3339
+from gateway.auth import Auth
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+REQUEST_ID_ENV = "pos.request_id"
+ROUTE_ENV = "pos.route"
+MAX_BODY_BYTES = 1024 * 1024
+AUTH_LEVELS = (None, "user", "admin")
+
+UNAVAILABLE = (RpcTimeout, UnknownService, ReplyQueueExpiredWithPendingReplies, BrokerError,
+               ConnectionError, socket.timeout)
+# Errors a service raises when *its* dependency is down: the request may succeed later.
+UNAVAILABLE_REMOTE = {"OperationalError", "DependencyUnavailable", "RpcTimeout", "UnknownService",
+                      "DisconnectionError", "TimeoutError", "ConnectionError"}
+REASONS = {400: "bad_request", 401: "invalid_token", 403: "forbidden", 404: "not_found",
+           405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
+           413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error",
+           429: "rate_limited", 500: "internal_error", 503: "service_unavailable"}
+
+
+class BadRequest(DomainError):
+    status = 400
+    code = "bad_request"
+
+
+class UnsupportedMediaType(DomainError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class PayloadTooLarge(DomainError):
+    status = 413
+    code = "payload_too_large"
+
+
+# --- responses -----------------------------------------------------------------------------------
+
+def json_response(payload, status=200, headers=None):
+    return Response(json.dumps(payload), status=status, headers=headers, content_type=JSON)
+
+
+def error_response(status, code, message, details=None, headers=None):
+    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    return json_response(body, status, headers)
+
+
+def created(payload, location):
+    """201 with a ``Location`` header, the answer to every POST that makes something addressable."""
+    return 201, {"Location": location}, payload
+
+
+def flatten_messages(messages, prefix=""):
+    """Marshmallow's nested messages as ``{"items.0.quantity": [...]}``: field -> list of messages."""
+    if not isinstance(messages, dict):
+        return {prefix or "_schema": messages if isinstance(messages, list) else [str(messages)]}
+    flat = {}
+    for key, value in messages.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(flatten_messages(value, name))
+        else:
+            flat[name] = value if isinstance(value, list) else [str(value)]
+    return flat
+
+
+def map_exception(exc):
+    """``(status, error dict, extra headers)`` for anything a request can raise."""
+    if isinstance(exc, ValidationError):
+        return 422, {"code": "validation_error", "message": "The request is not valid.",
+                     "details": flatten_messages(exc.messages)}, {}
+    if isinstance(exc, DomainError):
+        error = exc.to_dict()
+        if exc.status == 422 and isinstance(error["details"], dict):
+            error["details"] = flatten_messages(error["details"])
+        headers = {"WWW-Authenticate": f'Bearer error="{exc.code}"'} \
+            if isinstance(exc, Unauthorized) else {}
+        return exc.status, error, headers
+    if isinstance(exc, HTTPException) and exc.code and exc.code < 500:
+        return exc.code, {"code": REASONS.get(exc.code, "bad_request"),
+                          "message": exc.description or exc.name, "details": {}}, {}
+    if isinstance(exc, UNAVAILABLE) or (
+            isinstance(exc, RemoteError) and exc.exc_type in UNAVAILABLE_REMOTE):
+        return 503, {"code": "service_unavailable",
+                     "message": "A service this request needs is unavailable; try again shortly.",
+                     "details": {}}, {"Retry-After": "1"}
+    return 500, {"code": "internal_error", "message": "Internal server error.", "details": {}}, {}
+
+
+def http_exception_response(exc):
+    """Werkzeug's routing errors (404, 405, ...) in the API's JSON shape instead of HTML."""
+    status = exc.code or 500
+    headers = {}
+    details = {}
+    if isinstance(exc, MethodNotAllowed):
+        allowed = sorted(set(exc.valid_methods or ()))
+        headers["Allow"] = ", ".join(allowed)
+        details["allowed_methods"] = allowed
+    if getattr(exc, "new_url", None):
+        headers["Location"] = exc.new_url
+    message = {404: "No such resource.", 405: "Method not allowed on this resource."}.get(
+        status, exc.description or exc.name)
+    return error_response(status, REASONS.get(status, "http_error"), message, details, headers)
+
+
+# --- request parsing (runs inside the worker) ----------------------------------------------------
+
+def _schema(schema):
+    return schema() if isinstance(schema, type) else schema
+
+
+def read_json_body(request):
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return {}
+    mimetype = request.mimetype or JSON
+    if mimetype != JSON and not mimetype.endswith("+json"):
+        raise UnsupportedMediaType(f"Send JSON ({JSON}), not {mimetype}.")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("The request body is not valid JSON.", {"reason": str(exc)},
+                         code="malformed_json") from None
+
+
+def load_body(schema, request):
+    data = read_json_body(request)
+    if not isinstance(data, dict):
+        raise ValidationError({"_schema": ["The request body must be a JSON object."]})
+    return schema.load(data)
+
+
+def load_query(schema, request):
+    return schema.load(request.args.to_dict(), unknown=EXCLUDE)
+
+
+def plain(value):
+    """Loaded data as JSON types for RPC: money as its decimal string, datetimes as RFC 3339."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, datetime.datetime):
+        return rfc3339(value)
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    return value
+
+
+# --- route declarations --------------------------------------------------------------------------
+
+_PATH_PARAM = re.compile(r"<(?:(?P<converter>[a-zA-Z_]+)(?:\([^>]*\))?:)?(?P<name>\w+)>")
+
+
+@dataclass
+class RouteSpec:
+    """What a route promises; the OpenAPI document is generated from these."""
+
+    method: str
+    url: str
+    name: str = ""
+    auth: str | None = None
+    body: type | Schema | None = None
+    query: type | Schema | None = None
+    responses: dict = field(default_factory=dict)
+    summary: str = ""
+    description: str = ""
+    tags: list = field(default_factory=list)
+
+    @property
+    def path(self):
+        """The URL as an OpenAPI path template: ``/products/{product_id}``."""
+        return _PATH_PARAM.sub(lambda m: "{" + m.group("name") + "}", self.url)
+
+    @property
+    def path_params(self):
+        """``[(name, "integer" | "string")]`` from the werkzeug converters."""
+        return [(m.group("name"), "integer" if m.group("converter") == "int" else "string")
+                for m in _PATH_PARAM.finditer(self.url)]
+
+
+def routes(service_cls):
+    """Every ``@api`` route a service class declares (mixins included), in URL order."""
+    specs = [member.api_spec for _, member in inspect.getmembers(service_cls)
+             if hasattr(member, "api_spec")]
+    return sorted(specs, key=lambda spec: (spec.path, spec.method))
+
+
+class IdConverter(IntegerConverter):
+    """``<int:...>`` matches database ids only (1 to 18 digits); anything else is an unknown URL (404).
+
+    The range lives in the regex: a converter that rejects a match by raising makes werkzeug's router answer
+    405 instead of 404 when another method shares the URL.
+    """
+
+    regex = r"[1-9]\d{0,17}"
+
+
+class ApiServer(WebServer):
+    """The gateway's own web server (a separate shared extension from nameko's plain ``@http``)."""
+
+    def get_wsgi_app(self):
+        return ApiApp(self)
+
+    def make_url_map(self):
+        url_map = Map(converters={"int": IdConverter})
+        for provider in self._providers:
+            rule = provider.get_url_rule()
+            rule.endpoint = provider
+            url_map.add(rule)
+        return url_map
+
+    def context_data_from_headers(self, request):
+        return {CORRELATION_KEY: request.environ[REQUEST_ID_ENV]}
+
+
+class ApiApp(WsgiApp):
+    def __call__(self, environ, start_response):
+        request_id = environ.get("HTTP_X_REQUEST_ID")
+        if not acceptable_request_id(request_id):
+            request_id = str(uuid.uuid4())
+        environ[REQUEST_ID_ENV] = request_id
+        request = Request(environ, shallow=True)
+        request.max_content_length = MAX_BODY_BYTES
+        try:
+            provider, values = self.url_map.bind_to_environ(environ).match()
+            request.path_values = values
+            response = provider.handle_request(request)
+        except HTTPException as exc:
+            response = http_exception_response(exc)
+        except Exception:
+            log.exception("request %s failed outside its worker", request_id)
+            response = error_response(500, "internal_error", "Internal server error.")
+        response.headers[REQUEST_ID_HEADER] = request_id
+        return response(environ, start_response)
+
+
+class Api(HttpRequestHandler):
+    server = ApiServer()
+
+    def __init__(self, method, url, spec=None, **kwargs):
+        self.spec = spec or RouteSpec(method, url)
+        super().__init__(method, url, **kwargs)
+
+    def get_url_rule(self):
+        return Rule(self.url, methods=[self.method])
+
+    def handle_request(self, request):
+        request.shallow = False
+        request.environ[ROUTE_ENV] = self
+        try:
+            context_data = self.server.context_data_from_headers(request)
+            event = Event()
+            self.container.spawn_worker(
+                self, (request,), request.path_values, context_data=context_data,
+                handle_result=functools.partial(self.handle_result, event))
+            return self.response_from_result(event.wait())
+        except Exception as exc:
+            return self.response_from_exception(exc, request)
+
+    def prepare(self, service, request):
+        """Auth, body and query for the worker; raises what ``map_exception`` turns into 4xx."""
+        kwargs = {}
+        if self.spec.auth:
+            kwargs["user"] = self.authenticator(service).authenticate(request, self.spec.auth)
+        if self.spec.body is not None:
+            try:
+                kwargs["body"] = plain(load_body(_schema(self.spec.body), request))
+            except RequestEntityTooLarge:
+                raise PayloadTooLarge(f"The body may not exceed {MAX_BODY_BYTES} bytes.") from None
+        if self.spec.query is not None:
+            kwargs["query"] = plain(load_query(_schema(self.spec.query), request))
+        return kwargs
+
+    def authenticator(self, service):
+        for provider in self.container.dependencies:
+            if isinstance(provider, Auth):
+                return getattr(service, provider.attr_name)
+        raise LookupError(f"route {self.spec.name} needs auth but the service declares no Auth()")
+
+    def response_from_result(self, result):
+        if isinstance(result, Response):
+            return result
+        status, headers, payload = 200, {}, result
+        if isinstance(result, tuple):
+            status, headers, payload = result if len(result) == 3 else (result[0], {}, result[1])
+        if payload is None and status in (200, 204):
+            return Response(status=204)
+        return json_response(payload, status, headers)
+
+    def response_from_exception(self, exc, request=None):
+        status, error, headers = map_exception(exc)
+        request_id = request.environ.get(REQUEST_ID_ENV) if request is not None else None
+        if status == 500:
+            log.error("%s %s failed (request %s): %r", self.method, self.url, request_id, exc,
+                      exc_info=(type(exc), exc, exc.__traceback__))
+        elif status >= 500:
+            log.warning("%s %s: a dependency is unavailable (request %s): %r", self.method,
+                        self.url, request_id, exc)
+        return json_response({"error": error}, status, headers)
+
+
+def _accepted_names(fn):
+    params = inspect.signature(fn).parameters.values()
+    if any(param.kind is param.VAR_KEYWORD for param in params):
+        return {"body", "query", "user"}
+    return {param.name for param in params}
+
+
+def api(method, url, *, auth=None, body=None, query=None, responses=None, summary="",
+        description="", tags=(), **kwargs):
+    """Declare an HTTP route on a gateway method (see the module docstring)."""
+    if auth not in AUTH_LEVELS:
+        raise ValueError(f"auth must be one of {AUTH_LEVELS}, not {auth!r}")
+
+    def decorate(fn):
+        spec = RouteSpec(method.upper(), url, fn.__name__, auth, body, query, dict(responses or {}),
+                         summary or (fn.__doc__ or "").strip().split("\n")[0],
+                         description, list(tags))
+
+        wanted = _accepted_names(fn)
+
+        @functools.wraps(fn)
+        def handler(self, request, **path):
+            extra = request.environ[ROUTE_ENV].prepare(self, request)
+            return fn(self, request, **path, **{k: v for k, v in extra.items() if k in wanted})
+
+        handler.api_spec = spec
+        register_entrypoint(handler, Api(spec.method, url, spec=spec,
+                                         expected_exceptions=(DomainError, ValidationError),
+                                         **kwargs))
+        return handler
+
+    return decorate

@@ -1,0 +1,23 @@
+"""Auth: register, log in for a token, and who am I."""
+
+from gateway.http import api
+from schemas.accounts import CredentialsSchema, RegisterSchema, UserSchema
+from schemas.gateway import TokenSchema
+
+
+class AccountRoutes:
+    @api("POST", "/auth/register", body=RegisterSchema, responses={201: UserSchema},
+         summary="Register a customer account", tags=["Auth"])
+    def register(self, request, body):
+        return 201, self.accounts_rpc.register(**body)
+
+    @api("POST", "/auth/token", body=CredentialsSchema, responses={200: TokenSchema},
+         summary="Exchange email and password for a bearer token", tags=["Auth"])
+    def issue_token(self, request, body):
+        user = self.accounts_rpc.authenticate(body["email"], body["password"])
+        return self.auth.issue_token(user)
+
+    @api("GET", "/auth/me", auth="user", responses={200: UserSchema},
+         summary="The account of the token", tags=["Auth"])
+    def me(self, request, user):
+        return user

@@ -1,0 +1,57 @@
+"""Operations: liveness, readiness of every dependency, build info and Prometheus metrics."""
+
+from nameko import config
+from nameko.constants import AMQP_URI_CONFIG_KEY, DEFAULT_AMQP_URI
+from werkzeug.wrappers import Response
+
+from common import health
+from common.logging import LogContext
+from common.metrics import latest
+from gateway.http import api
+from schemas.gateway import HealthSchema
+from schemas.operations import InfoSchema, ReadinessSchema
+
+OPERATIONS = ["Operations"]
+
+
+class OperationsRoutes:
+    log_context = LogContext()
+    service_ping = health.ServicePing()
+
+    @api("GET", "/health", responses={200: HealthSchema}, summary="Liveness", tags=OPERATIONS)
+    def health(self, request):
+        return {"status": "UP"}
+
+    @api("GET", "/health/ready", responses={200: ReadinessSchema, 503: ReadinessSchema},
+         summary="Readiness of every dependency", tags=OPERATIONS,
+         description="Broker, databases, cache, every service (RPC ping), Kafka and the payment provider, "
+                     "each with its state and latency. 503 names what is down.")
+    def ready(self, request):
+        ready, checks = health.run_checks(self.readiness_checks(), readiness_timeout())
+        return (200 if ready else 503), {"status": health.UP if ready else health.DOWN, "checks": checks}
+
+    @api("GET", "/info", responses={200: InfoSchema}, summary="Build and environment", tags=OPERATIONS)
+    def info(self, request):
+        return health.info(str(config.get("ENVIRONMENT") or "unknown"))
+
+    @api("GET", "/metrics", summary="Prometheus metrics (text exposition format)", tags=OPERATIONS)
+    def metrics_text(self, request):
+        body, content_type = latest()
+        return Response(body, status=200, content_type=content_type)
+
+    def readiness_checks(self):
+        timeout = readiness_timeout()
+        checks = {"broker": lambda: health.check_broker(config.get(AMQP_URI_CONFIG_KEY, DEFAULT_AMQP_URI), timeout),
+                  "cache": lambda: health.check_cache(config.get("REDIS_URI"), timeout)}
+        for key, uri in sorted((config.get("DB_URIS") or {}).items()):
+            if uri:
+                checks[f"database:{key.split(':')[0]}"] = lambda uri=uri: health.check_database(uri, timeout)
+        for service in health.services_to_check(config.get("HEALTH_SERVICES")):
+            checks[f"service:{service}"] = lambda service=service: health.check_service(self.service_ping, service)
+        checks["kafka"] = lambda: health.check_kafka(config.get("KAFKA_BOOTSTRAP_SERVERS"), timeout)
+        checks["payment_provider"] = lambda: health.check_grpc(config.get("PAYMENT_PROVIDER_ADDRESS"), timeout)
+        return checks
+
+
+def readiness_timeout():
+    return float(config.get("HEALTH_CHECK_TIMEOUT") or health.DEFAULT_TIMEOUT)

@@ -1,0 +1,53 @@
+"""Nameko's ``ServiceRpc`` with a deadline, so a stuck service answers 503 instead of holding the client forever.
+
+Nameko 3 waits for an RPC reply without limit; the gateway is the edge where a bounded wait matters.
+``RPC_TIMEOUT_SECONDS`` (default 10) sets it; ``RpcTimeout`` maps to 503 ``service_unavailable``.
+"""
+
+import eventlet
+from nameko import config
+from nameko.exceptions import RpcTimeout
+from nameko.rpc import ServiceRpc as NamekoServiceRpc
+
+DEFAULT_TIMEOUT = 10.0
+
+
+class ServiceRpc(NamekoServiceRpc):
+    def __init__(self, target_service, timeout=None, **kwargs):
+        self.timeout = timeout
+        super().__init__(target_service, **kwargs)
+
+    def setup(self):
+        super().setup()
+        if self.timeout is None:
+            self.timeout = float(config.get("RPC_TIMEOUT_SECONDS") or DEFAULT_TIMEOUT)
+
+    def get_dependency(self, worker_ctx):
+        return TimedClient(super().get_dependency(worker_ctx), self.timeout, self.reply_listener)
+
+
+class TimedClient:
+    def __init__(self, client, timeout, reply_listener):
+        self._client = client
+        self._timeout = timeout
+        self._reply_listener = reply_listener
+
+    def __getattr__(self, method_name):
+        method = getattr(self._client, method_name)
+
+        def call(*args, **kwargs):
+            reply = method.call_async(*args, **kwargs)
+            timer = eventlet.Timeout(self._timeout)
+            try:
+                return reply.result()
+            except eventlet.Timeout as exc:
+                if exc is not timer:
+                    raise
+                self._reply_listener.pending.pop(reply.correlation_id, None)
+                raise RpcTimeout(f"{method.identifier} did not answer within {self._timeout}s") \
+                    from None
+            finally:
+                timer.cancel()
+
+        call.call_async = method.call_async
+        return call

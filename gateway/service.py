@@ -1,0 +1,26 @@
+"""The gateway: the whole public HTTP API (../shared/API.md), composed from the route mixins in gateway/routes.
+
+It holds no business logic: each route validates its input, calls a service over RPC and maps errors
+(gateway/http.py). The RPC clients below are the only way out of the gateway.
+"""
+
+from common.correlation import CorrelationId
+from common.metrics import Metrics
+from gateway.auth import Auth
+from gateway.routes.accounts import AccountRoutes
+from gateway.routes.catalogue import CatalogueRoutes
+from gateway.routes.operations import OperationsRoutes
+from gateway.routes.stock import StockRoutes
+from gateway.rpc import ServiceRpc
+
+
+class GatewayService(AccountRoutes, CatalogueRoutes, StockRoutes, OperationsRoutes):
+    name = "gateway"
+
+    accounts_rpc = ServiceRpc("accounts")
+    products_rpc = ServiceRpc("products")
+    inventory_rpc = ServiceRpc("inventory")
+    orders_rpc = ServiceRpc("orders")
+    auth = Auth()
+    correlation = CorrelationId()
+    metrics = Metrics()

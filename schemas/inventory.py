@@ -1,0 +1,52 @@
+"""Inventory: stock levels, and reservations of stock by orders."""
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+MAX_STOCK = 2**31 - 1
+MAX_ORDER_LINES = 100
+
+
+def _order_id(value):
+    if isinstance(value, bool) or not isinstance(value, int | str) or not 0 < len(str(value)) <= 64:
+        raise ValidationError("Must be an integer or a string of 1 to 64 characters.")
+
+
+class StockUpdateSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    product_id = fields.Integer(required=True, validate=validate.Range(min=1))
+    on_hand = fields.Integer(required=True, validate=validate.Range(min=0, max=MAX_STOCK))
+    low_stock_threshold = fields.Integer(load_default=None, allow_none=True,
+                                         validate=validate.Range(min=0, max=MAX_STOCK))
+
+
+class ReservationLineSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    product_id = fields.Integer(required=True, validate=validate.Range(min=1))
+    quantity = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_STOCK))
+
+
+class OrderReferenceSchema(Schema):
+    order_id = fields.Raw(required=True, validate=_order_id)
+
+
+class ReserveSchema(OrderReferenceSchema):
+    items = fields.List(fields.Nested(ReservationLineSchema), required=True,
+                        validate=validate.Length(min=1, max=MAX_ORDER_LINES))
+
+
+class StockSchema(Schema):
+    product_id = fields.Integer()
+    on_hand = fields.Integer()
+    reserved = fields.Integer()
+    available = fields.Integer()
+    low_stock_threshold = fields.Integer()
+
+
+class ReservationSchema(Schema):
+    order_id = fields.Raw()
+    status = fields.String(metadata={"enum": ["RESERVED", "COMMITTED", "RELEASED"]})
+    items = fields.List(fields.Nested(ReservationLineSchema))

@@ -1,0 +1,1 @@
+"""Accounts: customers and admins, their credentials, and the admin account every deployment starts with."""

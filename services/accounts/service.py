@@ -1,0 +1,100 @@
+"""Accounts: who may log in, as what.
+
+RPC (see docs/architecture.md): ``register``, ``authenticate``, ``get_user``, ``delete_user``. A user is
+``{id, email, name, phone, role, created_at}``; emails are unique (case-insensitively) among live accounts.
+"""
+
+from marshmallow import ValidationError
+from nameko.rpc import rpc
+from sqlalchemy.exc import IntegrityError
+
+from common.correlation import CorrelationId
+from common.db import Database
+from common.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from common.events import utcnow
+from common.metrics import Metrics
+from schemas.accounts import CredentialsSchema, RegisterSchema, UserSchema
+from services.accounts.admin import AdminAccount
+from services.accounts.models import Base, User, live_user, live_user_by_email
+from services.accounts.passwords import hash_password, needs_rehash, verify_password, waste_a_verification
+
+
+class AccountsService:
+    name = "accounts"
+
+    db = Database(Base, session_options={"expire_on_commit": False})
+    admin = AdminAccount()
+    correlation = CorrelationId()
+    metrics = Metrics()
+
+    @rpc
+    def register(self, email, password, name, phone=None):
+        data = validated(RegisterSchema(), {"email": email, "password": password, "name": name, "phone": phone})
+        password_hash = hash_password(data.pop("password"))
+        with self.db.get_session() as session:
+            if live_user_by_email(session, data["email"]) is not None:
+                raise email_taken()
+            user = User(**data, active_email=data["email"], password_hash=password_hash)
+            session.add(user)
+            try:
+                session.flush()
+            except IntegrityError:  # a concurrent registration won
+                raise email_taken() from None
+        return UserSchema().dump(user)
+
+    @rpc
+    def authenticate(self, email, password):
+        credentials = validated(CredentialsSchema(), {"email": email, "password": password})
+        with self.db.get_session() as session:
+            user = live_user_by_email(session, credentials["email"])
+        if user is None:
+            waste_a_verification(credentials["password"])
+            raise invalid_credentials()
+        if not verify_password(user.password_hash, credentials["password"]):
+            raise invalid_credentials()
+        if needs_rehash(user.password_hash):
+            self._store_password_hash(user.id, hash_password(credentials["password"]))
+        return UserSchema().dump(user)
+
+    @rpc
+    def get_user(self, user_id):
+        with self.db.get_session() as session:
+            return UserSchema().dump(self._live_user(session, user_id))
+
+    @rpc
+    def delete_user(self, user_id):
+        with self.db.get_session() as session:
+            user = self._live_user(session, user_id)
+            user.deleted_at, user.active_email = utcnow(), None
+
+    def _live_user(self, session, user_id):
+        user = live_user(session, as_id(user_id))
+        if user is None:
+            raise NotFound(f"User {user_id} not found.", code="user_not_found")
+        return user
+
+    def _store_password_hash(self, user_id, password_hash):
+        with self.db.get_session() as session:
+            session.get(User, user_id).password_hash = password_hash
+
+
+def validated(schema, data):
+    try:
+        return schema.load(data)
+    except ValidationError as error:
+        raise ValidationFailed("Invalid input.", details=error.messages) from None
+
+
+def as_id(value):
+    if isinstance(value, bool) or not str(value).isdigit():
+        raise ValidationFailed("Invalid user id.", details={"user_id": ["Not a valid integer."]})
+    return int(value)
+
+
+def email_taken():
+    return Conflict("An account with this email already exists.", details={"email": ["Already registered."]},
+                    code="email_taken")
+
+
+def invalid_credentials():
+    return Unauthorized("Invalid email or password.", code="invalid_credentials")

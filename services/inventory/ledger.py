@@ -1,0 +1,163 @@
+"""Stock changes, each inside the caller's transaction.
+
+Every change is one conditional UPDATE (or a write under a row lock), never read-modify-write on a value read
+earlier, so concurrent workers and replicas cannot oversell; the CHECK constraints are the last line of defence.
+Every change bumps ``version``, which lets projections (products' ``available``) ignore stale events.
+"""
+
+from collections import defaultdict
+
+from nameko import config
+from sqlalchemy import select, update
+
+from common.errors import Conflict, NotFound
+from common.events import utcnow
+from services.inventory.models import COMMITTED, RELEASED, RESERVED, Reservation, Stock
+
+DEFAULT_LOW_STOCK_THRESHOLD = 5
+
+
+class ConcurrentChange(Exception):
+    """A row changed between our read and our conditional write: run the transaction again."""
+
+
+def low_stock_threshold(stock):
+    if stock.low_stock_threshold is not None:
+        return stock.low_stock_threshold
+    return int(config.get("LOW_STOCK_THRESHOLD", DEFAULT_LOW_STOCK_THRESHOLD))
+
+
+def is_low(available, threshold):
+    return available < threshold
+
+
+def find_stock(session, product_id, lock=False):
+    return session.get(Stock, product_id, populate_existing=True, with_for_update=lock or None)
+
+
+def stock_levels(session, product_ids):
+    return session.scalars(select(Stock).where(Stock.product_id.in_(product_ids))).all()
+
+
+def set_stock(session, product_id, on_hand, threshold=None):
+    """Upsert; returns ``(stock, was_low)`` where ``was_low`` is None for a new row."""
+    stock = find_stock(session, product_id, lock=True)
+    if stock is None:
+        return add_stock(session, product_id, on_hand, threshold), None
+    if on_hand < stock.reserved:
+        raise Conflict(f"Product {product_id} has {stock.reserved} reserved; on hand cannot go below that.",
+                       details={"product_id": product_id, "on_hand": on_hand, "reserved": stock.reserved},
+                       code="stock_below_reserved")
+    was_low = is_low(stock.available, low_stock_threshold(stock))
+    stock.on_hand = on_hand
+    if threshold is not None:
+        stock.low_stock_threshold = threshold
+    stock.version += 1
+    stock.updated_at = utcnow()
+    return stock, was_low
+
+
+def add_stock(session, product_id, on_hand, threshold=None):
+    """Insert a new row; a concurrent insert makes the flush raise IntegrityError (the caller retries)."""
+    stock = Stock(product_id=product_id, on_hand=on_hand, reserved=0, low_stock_threshold=threshold,
+                  version=1, updated_at=utcnow())
+    session.add(stock)
+    session.flush()
+    return stock
+
+
+def merge_lines(items):
+    """One line per product, in product order: the same lock order everywhere, so no deadlock cycles."""
+    quantities = defaultdict(int)
+    for item in items:
+        quantities[item["product_id"]] += item["quantity"]
+    return sorted(quantities.items())
+
+
+def reserve(session, order_key, lines):
+    """Hold every line or none; returns ``[(stock, quantity, was_low)]`` or raises insufficient_stock."""
+    reserved, short = [], []
+    for product_id, quantity in lines:
+        if move_stock(session, product_id, reserved=quantity, only_if_available=quantity):
+            stock = find_stock(session, product_id)
+            reserved.append((stock, quantity, is_low(stock.available + quantity, low_stock_threshold(stock))))
+        else:
+            short.append((product_id, quantity))
+    if short:
+        raise insufficient_stock(session, short)
+    now = utcnow()
+    session.add_all(Reservation(order_id=order_key, product_id=stock.product_id, quantity=quantity,
+                                status=RESERVED, created_at=now, updated_at=now)
+                    for stock, quantity, _ in reserved)
+    session.flush()  # a concurrent reserve for the same order fails here, and the retry finds its rows
+    return reserved
+
+
+def insufficient_stock(session, short):
+    available = {s.product_id: s.available for s in stock_levels(session, [p for p, _ in short])}
+    products = [{"product_id": p, "requested": q, "available": max(available.get(p, 0), 0)} for p, q in short]
+    return Conflict("Not enough stock for some products.", details={"products": products},
+                    code="insufficient_stock")
+
+
+def reservations_of(session, order_key):
+    return session.scalars(
+        select(Reservation).where(Reservation.order_id == order_key).order_by(Reservation.product_id)
+        .execution_options(populate_existing=True)
+    ).all()
+
+
+def commit(session, order_key):
+    """Reserved stock leaves the shelf: ``reserved`` and ``on_hand`` both drop. Returns ``(rows, changes)``."""
+    rows = reservations_of(session, order_key)
+    if not rows:
+        raise NotFound(f"No reservation for order {order_key}.", code="reservation_not_found")
+    if any(row.status == RELEASED for row in rows):
+        raise Conflict(f"The reservation of order {order_key} was released.", code="reservation_released")
+    changes = []
+    for row in rows:
+        if row.status == RESERVED:
+            claim(session, row, RESERVED, COMMITTED)
+            move_stock(session, row.product_id, on_hand=-row.quantity, reserved=-row.quantity)
+            changes.append((find_stock(session, row.product_id), row.quantity))
+    return rows, changes
+
+
+def release(session, order_key):
+    """Held stock goes back: a reservation frees ``reserved``; a committed one returns to ``on_hand``."""
+    rows = reservations_of(session, order_key)
+    changes = []
+    for row in rows:
+        if row.status == RELEASED:
+            continue
+        if row.status == RESERVED:
+            move_stock(session, row.product_id, reserved=-row.quantity)
+        else:
+            move_stock(session, row.product_id, on_hand=row.quantity)
+        claim(session, row, row.status, RELEASED)
+        changes.append((find_stock(session, row.product_id), row.quantity))
+    return rows, changes
+
+
+def claim(session, row, from_status, to_status):
+    result = session.execute(
+        update(Reservation).where(Reservation.id == row.id, Reservation.status == from_status)
+        .values(status=to_status, updated_at=utcnow()).execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise ConcurrentChange(f"reservation {row.id} left {from_status}")
+    row.status = to_status
+
+
+def move_stock(session, product_id, on_hand=0, reserved=0, only_if_available=None):
+    """One atomic UPDATE; with ``only_if_available`` it matches only while that much is still available."""
+    condition = [Stock.product_id == product_id]
+    if only_if_available is not None:
+        condition.append(Stock.on_hand - Stock.reserved >= only_if_available)
+    result = session.execute(
+        update(Stock).where(*condition)
+        .values(on_hand=Stock.on_hand + on_hand, reserved=Stock.reserved + reserved,
+                version=Stock.version + 1, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1

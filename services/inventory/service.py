@@ -1,0 +1,162 @@
+"""Inventory: how much of each product is on hand, and how much orders hold.
+
+RPC (see docs/architecture.md): ``get_stock``, ``get_stock_levels``, ``set_stock``, ``reserve_stock``,
+``commit_stock``, ``release_stock``. Stock is ``{product_id, on_hand, reserved, available, low_stock_threshold}``;
+a reservation is ``{order_id, status, items: [{product_id, quantity}]}``.
+Events (outbox, aggregate = product): ``stock.updated|reserved|released|committed``, and ``stock.low`` once each
+time ``available`` drops below the product's threshold.
+"""
+
+import random
+
+import eventlet
+from marshmallow import ValidationError
+from nameko.rpc import rpc
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from common.correlation import CorrelationId
+from common.errors import DependencyUnavailable, NotFound, ValidationFailed
+from common.events import domain_event_handler, first_delivery
+from common.metrics import Metrics
+from common.outbox import Outbox
+from schemas.inventory import OrderReferenceSchema, ReserveSchema, StockUpdateSchema
+from services.inventory import ledger
+from services.inventory.database import SerialisedDatabase
+from services.inventory.models import RELEASED, Base, OutboxMessage, ProcessedEvent
+
+ATTEMPTS = 8
+RETRYABLE = (IntegrityError, OperationalError, ledger.ConcurrentChange)
+
+
+class InventoryService:
+    name = "inventory"
+
+    db = SerialisedDatabase(Base, session_options={"expire_on_commit": False})
+    outbox = Outbox(OutboxMessage)
+    correlation = CorrelationId()
+    metrics = Metrics()
+
+    @rpc
+    def get_stock(self, product_id):
+        with self.db.get_session() as session:
+            stock = ledger.find_stock(session, as_id(product_id, "product_id"))
+            if stock is None:
+                raise NotFound(f"No stock for product {product_id}.", code="stock_not_found")
+            return stock_view(stock)
+
+    @rpc
+    def get_stock_levels(self, product_ids):
+        ids = [as_id(product_id, "product_ids") for product_id in product_ids]
+        with self.db.get_session() as session:
+            return [stock_view(stock) for stock in ledger.stock_levels(session, ids)]
+
+    @rpc
+    def set_stock(self, product_id, on_hand, low_stock_threshold=None):
+        change = validated(StockUpdateSchema(), {"product_id": product_id, "on_hand": on_hand,
+                                                 "low_stock_threshold": low_stock_threshold})
+        return self._transaction(lambda session: self._set_stock(session, **change))
+
+    @rpc
+    def reserve_stock(self, order_id, items):
+        request = validated(ReserveSchema(), {"order_id": order_id, "items": items})
+        return self._transaction(lambda session: self._reserve(session, order_id, request["items"]))
+
+    @rpc
+    def commit_stock(self, order_id):
+        validated(OrderReferenceSchema(), {"order_id": order_id})
+        return self._transaction(lambda session: self._settle(session, order_id, ledger.commit, "stock.committed"))
+
+    @rpc
+    def release_stock(self, order_id):
+        validated(OrderReferenceSchema(), {"order_id": order_id})
+        return self._transaction(lambda session: self._settle(session, order_id, ledger.release, "stock.released"))
+
+    @domain_event_handler("products", "product.created")
+    def create_stock_for_new_product(self, envelope):
+        # An infrastructure error must escape as itself, so the handler requeues the event instead of acking it.
+        self._transaction(lambda session: self._create_stock(session, envelope), busy_error=None)
+
+    def _set_stock(self, session, product_id, on_hand, low_stock_threshold):
+        stock, was_low = ledger.set_stock(session, product_id, on_hand, low_stock_threshold)
+        self._announce(session, "stock.updated", stock, was_low)
+        return stock_view(stock)
+
+    def _reserve(self, session, order_id, items):
+        held = ledger.reservations_of(session, order_key(order_id))
+        if held:
+            return reservation_view(order_id, held)
+        for stock, quantity, was_low in ledger.reserve(session, order_key(order_id), ledger.merge_lines(items)):
+            self._announce(session, "stock.reserved", stock, was_low, order_id=order_id, quantity=quantity)
+        return reservation_view(order_id, ledger.reservations_of(session, order_key(order_id)))
+
+    def _settle(self, session, order_id, settle, event_type):
+        rows, changes = settle(session, order_key(order_id))
+        for stock, quantity in changes:
+            self._announce(session, event_type, stock, order_id=order_id, quantity=quantity)
+        return reservation_view(order_id, rows)
+
+    def _create_stock(self, session, envelope):
+        if not first_delivery(session, ProcessedEvent, envelope, "create_stock_for_new_product"):
+            return
+        product_id, initial_stock = new_product_stock(envelope["data"])
+        if ledger.find_stock(session, product_id) is None:  # a set_stock may have come first
+            self._announce(session, "stock.updated", ledger.add_stock(session, product_id, initial_stock))
+
+    def _announce(self, session, event_type, stock, was_low=None, **extra):
+        data = stock_event(stock, **extra)
+        self.outbox.add(session, event_type, stock.product_id, data)
+        if was_low is False and ledger.is_low(data["available"], data["low_stock_threshold"]):
+            self.outbox.add(session, "stock.low", stock.product_id, data)
+
+    def _transaction(self, work, busy_error=DependencyUnavailable):
+        """Run ``work(session)`` in one transaction, again on a lost race or a deadlock."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with self.db.get_session() as session:
+                    return work(session)
+            except RETRYABLE as error:
+                if attempt == ATTEMPTS:
+                    if busy_error is None:
+                        raise
+                    raise busy_error("The stock database is too busy; try again.") from error
+                eventlet.sleep(random.uniform(0, 0.01 * attempt))
+
+
+def stock_view(stock):
+    return {"product_id": stock.product_id, "on_hand": stock.on_hand, "reserved": stock.reserved,
+            "available": stock.available, "low_stock_threshold": ledger.low_stock_threshold(stock)}
+
+
+def stock_event(stock, **extra):
+    return {**stock_view(stock), "version": stock.version, **extra}
+
+
+def reservation_view(order_id, rows):
+    return {"order_id": order_id, "status": rows[0].status if rows else RELEASED,
+            "items": [{"product_id": row.product_id, "quantity": row.quantity} for row in rows]}
+
+
+def order_key(order_id):
+    return str(order_id)
+
+
+def new_product_stock(product):
+    try:
+        product_id = as_id(product.get("id"), "id")
+        initial_stock = int(product.get("initial_stock") or 0)
+    except (TypeError, ValueError):
+        raise ValidationFailed("product.created without a usable id or initial_stock.") from None
+    return product_id, max(initial_stock, 0)
+
+
+def validated(schema, data):
+    try:
+        return schema.load(data)
+    except ValidationError as error:
+        raise ValidationFailed("Invalid input.", details=error.messages) from None
+
+
+def as_id(value, field):
+    if isinstance(value, bool) or not str(value).isdigit():
+        raise ValidationFailed(f"Invalid {field}.", details={field: ["Not a valid integer."]})
+    return int(value)

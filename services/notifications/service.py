@@ -1,0 +1,252 @@
+"""Notifications: tells customers (and the admin) what happened, and issues the PDF invoice of every paid order.
+
+Events in (the envelope of common.events; ``data`` is the order dict of API.md for orders):
+- orders ``order.paid`` -> invoice + ``order_confirmation`` (PDF attached, download link);
+  ``order.payment_failed`` -> ``payment_failed``; ``order.cancelled`` -> ``order_cancelled`` (says "refunded" when
+  the order had been paid); ``order.status_changed`` to SHIPPED / DELIVERED -> ``order_shipped`` / ``order_delivered``.
+  Customer messages go to the account's email (``accounts.get_user``), and by SMS too where the account has a
+  phone and the kind has an SMS template.
+- inventory ``stock.low`` -> ``stock_low`` to ``ADMIN_EMAIL``.
+Event out: ``notification.sent`` (``schemas.notifications.NotificationSentSchema``), through the outbox.
+RPC:
+- ``get_invoice(order_id)`` -> ``{url, expires_at, number, order_id}``; ``NotFound(invoice_not_found)`` until the
+  order is PAID (and its invoice issued). The caller checks who may see the order.
+- ``download_invoice(token)`` -> ``{filename, content_type, content_base64}`` for the gateway's ``/invoices/<token>``
+  (local-folder store only); ``Forbidden(invalid_link | link_expired)``.
+- ``list_notifications(order_id)`` -> the notifications recorded for an order.
+Every message is a row, unique per (event, kind, channel), so a redelivered event never sends twice. A send is
+retried a few times at once (tenacity); if it still fails the row stays PENDING and ``retry_pending`` tries again
+with growing back-off until ``NOTIFY_MAX_ATTEMPTS``.
+"""
+
+import base64
+import json
+import logging
+from datetime import timedelta
+from pathlib import PurePosixPath
+
+from nameko.rpc import ServiceRpc, rpc
+from nameko.timer import Timer
+from sqlalchemy import select
+from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
+
+from common.correlation import CorrelationId
+from common.db import Database
+from common.errors import NotFound, ValidationFailed
+from common.events import domain_event_handler, first_delivery, rfc3339, utcnow
+from common.metrics import Metrics
+from schemas.notifications import NotificationSchema, NotificationSentSchema
+from services.notifications.channels import Mailer, PermanentFailure, Sms, setting
+from services.notifications.invoices import InvoiceStore, render_invoice_pdf, shop_details
+from services.notifications.messages import STATUS_KINDS, has_sms, render_email, render_sms, was_paid
+from services.notifications.models import (
+    FAILED,
+    PENDING,
+    SENT,
+    Base,
+    Invoice,
+    Notification,
+    OutboxMessage,
+    ProcessedEvent,
+    claim,
+    due_notification_ids,
+    invoice_for_order,
+)
+from services.notifications.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+class RetryTimer(Timer):
+    """``@timer`` whose interval comes from ``NOTIFY_RETRY_INTERVAL``."""
+
+    def setup(self):
+        self.interval = float(setting("NOTIFY_RETRY_INTERVAL", self.interval))
+
+
+class NotificationsService:
+    name = "notifications"
+
+    db = Database(Base, session_options={"expire_on_commit": False})
+    outbox = Outbox(OutboxMessage)
+    accounts = ServiceRpc("accounts")
+    orders = ServiceRpc("orders")
+    mailer = Mailer()
+    sms = Sms()
+    invoices = InvoiceStore()
+    correlation = CorrelationId()
+    metrics = Metrics()
+
+    @domain_event_handler("orders", "order.paid")
+    def confirm_order(self, envelope):
+        order = self._order(envelope)
+        self._issue_invoice(order)
+        self._notify_customer(envelope, order, "order_confirmation")
+
+    @domain_event_handler("orders", "order.payment_failed")
+    def report_payment_failure(self, envelope):
+        self._notify_customer(envelope, self._order(envelope), "payment_failed")
+
+    @domain_event_handler("orders", "order.cancelled")
+    def report_cancellation(self, envelope):
+        order = self._order(envelope)
+        self._notify_customer(envelope, order, "order_cancelled", refunded=was_paid(order))
+
+    @domain_event_handler("orders", "order.status_changed")
+    def report_delivery_progress(self, envelope):
+        order = self._order(envelope)
+        kind = STATUS_KINDS.get(order.get("status"))
+        if kind:
+            self._notify_customer(envelope, order, kind)
+
+    @domain_event_handler("inventory", "stock.low")
+    def alert_low_stock(self, envelope):
+        self._record(envelope, "stock_low", [("email", setting("ADMIN_EMAIL"))], {"stock": envelope["data"]})
+
+    @RetryTimer.decorator(interval=30)
+    def retry_pending(self):
+        with self.db.get_session() as session:
+            due = due_notification_ids(session, utcnow())
+        for notification_id in due:
+            self._deliver(notification_id)
+
+    @rpc
+    def get_invoice(self, order_id):
+        order_id = as_id(order_id)
+        with self.db.get_session() as session:
+            invoice = session.scalar(select(Invoice).where(Invoice.order_id == order_id))
+        if invoice is None or not invoice.storage_key:
+            raise NotFound(f"Order {order_id} has no invoice yet: it is issued once the order is paid.",
+                           code="invoice_not_found")
+        url, expires_at = self.invoices.url(invoice.storage_key, setting("INVOICE_URL_TTL_SECONDS", 900))
+        return {"url": url, "expires_at": rfc3339(expires_at), "number": invoice.number, "order_id": order_id}
+
+    @rpc
+    def download_invoice(self, token):
+        key = self.invoices.open_token(str(token))
+        content = self.invoices.get(key)
+        return {"filename": PurePosixPath(key).name, "content_type": "application/pdf",
+                "content_base64": base64.b64encode(content).decode("ascii")}
+
+    @rpc
+    def list_notifications(self, order_id):
+        with self.db.get_session() as session:
+            rows = session.scalars(select(Notification).where(Notification.order_id == as_id(order_id))
+                                   .order_by(Notification.id)).all()
+            return NotificationSchema(many=True).dump(rows)
+
+    # --- what to send ------------------------------------------------------------------------------
+
+    def _order(self, envelope):
+        """The order of an orders event; asks the orders service if the event carries less than the full dict."""
+        order = envelope.get("data") or {}
+        if order.get("items") is None or order.get("customer_id") is None:
+            order = self.orders.get_order(int(order.get("id") or envelope["aggregate_id"]))
+        return order
+
+    def _notify_customer(self, envelope, order, kind, **extra):
+        try:
+            customer = self.accounts.get_user(order["customer_id"])
+        except NotFound:
+            log.warning("order %s: customer %s is gone; no %s sent", order["id"], order["customer_id"], kind)
+            return
+        channels = [("email", customer.get("email"))]
+        if customer.get("phone") and has_sms(kind):
+            channels.append(("sms", customer["phone"]))
+        context = {"order": order, "customer": {"name": customer.get("name") or "", "email": customer["email"]},
+                   **extra}
+        self._record(envelope, kind, channels, context, order_id=order["id"])
+
+    def _record(self, envelope, kind, channels, context, order_id=None):
+        """Write the messages this event owes, once, then try them straight away."""
+        subject = render_email(kind, context)[0]
+        with self.db.get_session() as session:
+            if not first_delivery(session, ProcessedEvent, envelope, kind):
+                return
+            rows = [Notification(event_id=envelope["event_id"], kind=kind, channel=channel, recipient=recipient,
+                                 subject=subject, context=json.dumps(context), order_id=order_id)
+                    for channel, recipient in channels if recipient]
+            session.add_all(rows)
+            session.flush()
+            ids = [row.id for row in rows]
+        for notification_id in ids:
+            self._deliver(notification_id)
+
+    def _issue_invoice(self, order):
+        with self.db.get_session() as session:
+            invoice = invoice_for_order(session, order, setting("INVOICE_NUMBER_PREFIX", "INV-"))
+        if invoice.storage_key:
+            return
+        key = f"invoices/{invoice.number}.pdf"
+        self.invoices.put(key, render_invoice_pdf(order, invoice.number, invoice.created_at, shop_details()))
+        with self.db.get_session() as session:
+            session.get(Invoice, invoice.id).storage_key = key
+
+    # --- how it is sent ----------------------------------------------------------------------------
+
+    def _deliver(self, notification_id):
+        with self.db.get_session() as session:
+            if not claim(session, notification_id, utcnow(), int(setting("NOTIFY_CLAIM_SECONDS", 300))):
+                return
+            notification = session.get(Notification, notification_id)
+        try:
+            send = self._compose(notification)
+            for attempt in Retrying(
+                    stop=stop_after_attempt(int(setting("NOTIFY_SEND_ATTEMPTS", 3))),
+                    wait=wait_exponential(multiplier=float(setting("NOTIFY_SEND_BACKOFF", 0.5)), max=5),
+                    retry=retry_if_not_exception_type(PermanentFailure), reraise=True):
+                with attempt:
+                    send()
+        except Exception as exc:
+            log.warning("notification %s (%s to %s) failed: %r", notification.id, notification.kind,
+                        notification.recipient, exc)
+            self._mark_failed(notification_id, exc, permanent=isinstance(exc, PermanentFailure))
+        else:
+            self._mark_sent(notification_id)
+
+    def _compose(self, notification):
+        context = json.loads(notification.context)
+        message_key = f"notification-{notification.id}"
+        if notification.channel == "sms":
+            text = render_sms(notification.kind, context)
+            return lambda: self.sms.send(notification.recipient, text)
+        attachments = []
+        if notification.kind == "order_confirmation":
+            context["invoice"], attachments = self._invoice_for_email(notification.order_id)
+        subject, text, html = render_email(notification.kind, context)
+        return lambda: self.mailer.send(notification.recipient, subject, text, html, attachments, message_key)
+
+    def _invoice_for_email(self, order_id):
+        with self.db.get_session() as session:
+            invoice = session.scalar(select(Invoice).where(Invoice.order_id == order_id))
+        if invoice is None or not invoice.storage_key:
+            return None, []
+        url, expires_at = self.invoices.url(invoice.storage_key, setting("INVOICE_EMAIL_LINK_TTL_SECONDS", 604800))
+        pdf = self.invoices.get(invoice.storage_key)
+        link = {"number": invoice.number, "url": url, "expires_at": rfc3339(expires_at)}
+        return link, [(f"invoice-{invoice.number}.pdf", pdf, "application/pdf")]
+
+    def _mark_sent(self, notification_id):
+        with self.db.get_session() as session:
+            notification = session.get(Notification, notification_id)
+            notification.status, notification.sent_at, notification.last_error = SENT, utcnow(), None
+            self.outbox.add(session, "notification.sent", notification.id,
+                            NotificationSentSchema().dump(notification))
+
+    def _mark_failed(self, notification_id, exc, permanent):
+        with self.db.get_session() as session:
+            notification = session.get(Notification, notification_id)
+            notification.last_error = f"{type(exc).__name__}: {exc}"[:1000]
+            if permanent or notification.attempts >= int(setting("NOTIFY_MAX_ATTEMPTS", 20)):
+                notification.status = FAILED
+                return
+            backoff = float(setting("NOTIFY_RETRY_BACKOFF", 30)) * 2 ** (notification.attempts - 1)
+            notification.status = PENDING
+            notification.next_attempt_at = utcnow() + timedelta(
+                seconds=min(backoff, float(setting("NOTIFY_RETRY_MAX_BACKOFF", 3600))))
+
+
+def as_id(value):
+    if isinstance(value, bool) or not str(value).isdigit():
+        raise ValidationFailed("Invalid order id.", details={"order_id": ["Not a valid integer."]})
+    return int(value)

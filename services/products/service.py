@@ -1,0 +1,276 @@
+"""The catalogue: categories and products over RPC, product reads through the cache, changes as events.
+
+``available`` is not ours: it projects inventory's ``stock.*`` events, applied only from a newer stock version.
+A deleted product is soft-deleted: gone from every read, its row (and its sku, reserved for good) kept for history.
+"""
+
+from contextlib import contextmanager
+
+from marshmallow import ValidationError
+from nameko.rpc import rpc
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from common.cache import MISSING, Cache
+from common.correlation import CorrelationId
+from common.db import Database
+from common.errors import Conflict, NotFound, ValidationFailed
+from common.events import domain_event_handler, first_delivery, utcnow
+from common.metrics import Metrics
+from common.outbox import Outbox
+from schemas.common import page_of, rfc3339
+from schemas.products import (
+    CategoryCreateSchema,
+    CategorySchema,
+    CategoryUpdateSchema,
+    ProductCreateSchema,
+    ProductSchema,
+    ProductSearchSchema,
+    ProductUpdateSchema,
+    StockLevelSchema,
+    reference,
+)
+from services.products import models
+from services.products.models import Base, Category, OutboxMessage, ProcessedEvent, Product
+
+MAX_BATCH = 1000
+CATEGORY = CategorySchema()
+PRODUCT = ProductSchema()
+
+
+class ProductsService:
+    name = "products"
+
+    db = Database(Base)
+    outbox = Outbox(OutboxMessage)
+    cache = Cache()
+    correlation = CorrelationId()
+    metrics = Metrics()
+
+    @rpc
+    def list_categories(self):
+        with self.db.get_session() as session:
+            return CATEGORY.dump(session.scalars(select(Category).order_by(Category.name, Category.id)), many=True)
+
+    @rpc
+    def get_category(self, category_id):
+        with self.db.get_session() as session:
+            return CATEGORY.dump(self._category(session, category_id))
+
+    @rpc
+    def create_category(self, data):
+        fields = load(CategoryCreateSchema(), data)
+        with self._transaction(category_name_taken(fields["name"])) as session:
+            self._check_new_category_fields(session, None, fields)
+            category = Category(**fields)
+            session.add(category)
+            return self._emit(session, "category.created", category, CATEGORY)
+
+    @rpc
+    def update_category(self, category_id, data):
+        fields = load(CategoryUpdateSchema(), data)
+        with self._transaction(category_name_taken(fields.get("name"))) as session:
+            category = self._category(session, category_id)
+            self._check_new_category_fields(session, category, fields)
+            changed = assign(category, fields)
+            return self._emit(session, "category.updated", category, CATEGORY, changed)
+
+    @rpc
+    def delete_category(self, category_id):
+        with self._transaction(category_in_use({})) as session:
+            category = self._category(session, category_id)
+            self._check_category_unused(session, category)
+            models.detach_deleted_products(session, category.id)
+            session.delete(category)
+            self.outbox.add(session, "category.deleted", category.id, CATEGORY.dump(category))
+
+    @rpc
+    def search_products(self, params=None):
+        filters = load(ProductSearchSchema(), params)
+        with self.db.get_session() as session:
+            total, products = models.search_products(session, filters)
+            return page_of(PRODUCT.dump(products, many=True), filters["page"], filters["page_size"], total)
+
+    @rpc
+    def get_product(self, product_id):
+        product_id = load_id(product_id, "product_id")
+        product = self.cache.get_or_load(product_key(product_id), lambda: self._load_product(product_id))
+        if product is None:
+            raise NotFound(f"Product {product_id} not found.", code="product_not_found")
+        return product
+
+    @rpc
+    def get_products(self, product_ids):
+        ids = load_ids(product_ids)
+        found = {pid: self.cache.get(product_key(pid)) for pid in ids}
+        missing = [pid for pid, product in found.items() if product is MISSING]
+        for pid, product in self._load_products(missing).items():
+            self.cache.set(product_key(pid), product)
+            found[pid] = product
+        return [found[pid] for pid in ids if found[pid] is not MISSING]
+
+    @rpc
+    def create_product(self, data):
+        fields = load(ProductCreateSchema(), data)
+        initial_stock = fields.pop("initial_stock")
+        with self._transaction(duplicate_sku(fields["sku"])) as session:
+            self._check_new_product_fields(session, None, fields)
+            product = Product(**fields, available=initial_stock, stock_version=0)
+            session.add(product)
+            return self._emit(session, "product.created", product, PRODUCT, initial_stock=initial_stock)
+
+    @rpc
+    def update_product(self, product_id, data):
+        fields = load(ProductUpdateSchema(), data)
+        with self._transaction(duplicate_sku(fields.get("sku"))) as session:
+            product = self._live_product(session, product_id)
+            self._check_new_product_fields(session, product, fields)
+            changed = assign(product, fields)
+            document = self._emit(session, "product.updated", product, PRODUCT, changed)
+        self.cache.delete(product_key(document["id"]))
+        return document
+
+    @rpc
+    def delete_product(self, product_id):
+        product_id = load_id(product_id, "product_id")
+        with self.db.get_session() as session:
+            product = self._live_product(session, product_id)
+            product.deleted_at = utcnow()
+            self._emit(session, "product.deleted", product, PRODUCT, deleted_at=rfc3339(product.deleted_at))
+        self.cache.delete(product_key(product_id))
+
+    @domain_event_handler("inventory", "stock.updated")
+    @domain_event_handler("inventory", "stock.reserved")
+    @domain_event_handler("inventory", "stock.released")
+    @domain_event_handler("inventory", "stock.committed")
+    def apply_stock_level(self, envelope):
+        level = load(StockLevelSchema(), envelope.get("data"))
+        with self.db.get_session() as session:
+            if not first_delivery(session, ProcessedEvent, envelope, "apply_stock_level"):
+                return
+            changed = models.apply_stock_level(session, level["product_id"], level["available"], level["version"])
+        if changed:
+            self.cache.delete(product_key(level["product_id"]))
+
+    # -- helpers ---------------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self, conflict):
+        """A write; a unique key another worker took between our check and our commit becomes ``conflict``."""
+        try:
+            with self.db.get_session() as session:
+                yield session
+        except IntegrityError as error:
+            raise conflict from error
+
+    def _emit(self, session, event_type, entity, schema, changed=True, **extra):
+        """Stage the event of a change (``extra`` goes into its data only); returns the entity's document."""
+        session.flush()
+        document = schema.dump(entity)
+        if changed:
+            self.outbox.add(session, event_type, entity.id, {**document, **extra})
+        return document
+
+    def _category(self, session, category_id):
+        category = session.get(Category, load_id(category_id, "category_id"))
+        if category is None:
+            raise NotFound(f"Category {category_id} not found.", code="category_not_found")
+        return category
+
+    def _live_product(self, session, product_id):
+        product = session.get(Product, load_id(product_id, "product_id"))
+        if product is None or product.deleted_at is not None:
+            raise NotFound(f"Product {product_id} not found.", code="product_not_found")
+        return product
+
+    def _load_product(self, product_id):
+        return self._load_products([product_id]).get(product_id)
+
+    def _load_products(self, product_ids):
+        if not product_ids:
+            return {}
+        with self.db.get_session() as session:
+            products = session.scalars(models.live_products().where(Product.id.in_(product_ids))).all()
+            return {product.id: PRODUCT.dump(product) for product in products}
+
+    def _check_new_category_fields(self, session, category, fields):
+        if "name" in fields and models.is_taken(session, Category.name, fields["name"], category):
+            raise category_name_taken(fields["name"])
+        parent_id = fields.get("parent_id")
+        if parent_id is None:
+            return
+        ancestor, seen = session.get(Category, parent_id), set()
+        if ancestor is None:
+            raise invalid("parent_id", f"Unknown category {parent_id}.")
+        while ancestor is not None and ancestor.id not in seen:
+            if category is not None and ancestor.id == category.id:
+                raise invalid("parent_id", "A category cannot be its own ancestor.")
+            seen.add(ancestor.id)
+            ancestor = session.get(Category, ancestor.parent_id) if ancestor.parent_id else None
+
+    def _check_category_unused(self, session, category):
+        products = models.live_products_in_category(session, category.id)
+        if products:
+            raise category_in_use({"products": products})
+        children = session.scalars(select(Category.id).where(Category.parent_id == category.id)).all()
+        if children:
+            raise category_in_use({"children": list(children)})
+
+    def _check_new_product_fields(self, session, product, fields):
+        if "sku" in fields and models.is_taken(session, Product.sku, fields["sku"], product):
+            raise duplicate_sku(fields["sku"])
+        category_id = fields.get("category_id")
+        if category_id is not None and session.get(Category, category_id) is None:
+            raise invalid("category_id", f"Unknown category {category_id}.")
+
+
+def product_key(product_id):
+    return f"product:{product_id}"
+
+
+def assign(entity, fields):
+    """Apply a PATCH; returns whether anything changed."""
+    changed = False
+    for name, value in fields.items():
+        if getattr(entity, name) != value:
+            setattr(entity, name, value)
+            changed = True
+    return changed
+
+
+def load(schema, data):
+    try:
+        return schema.load({} if data is None else data)
+    except ValidationError as error:
+        raise ValidationFailed("Invalid input.", details=error.messages) from None
+
+
+def load_id(value, field):
+    try:
+        return reference().deserialize(value)
+    except ValidationError as error:
+        raise ValidationFailed(f"Invalid {field}.", details={field: error.messages}) from None
+
+
+def load_ids(values):
+    if not isinstance(values, list | tuple) or len(values) > MAX_BATCH:
+        raise invalid("product_ids", f"A list of at most {MAX_BATCH} product ids.")
+    return list(dict.fromkeys(load_id(value, "product_ids") for value in values))
+
+
+def invalid(field, message):
+    return ValidationFailed("Invalid input.", details={field: [message]})
+
+
+def duplicate_sku(sku):
+    return Conflict(f"A product with sku {sku!r} exists (skus of deleted products stay reserved).",
+                    details={"sku": [f"Already used: {sku}."]}, code="duplicate_sku")
+
+
+def category_name_taken(name):
+    return Conflict(f"A category named {name!r} exists.", details={"name": [f"Already used: {name}."]},
+                    code="duplicate_category")
+
+
+def category_in_use(details):
+    return Conflict("The category still has products or subcategories.", details=details, code="category_in_use")

@@ -1,0 +1,99 @@
+"""The deploy files: linted as CI does (hadolint, yamllint, kubernetes-validate --strict), and shaped as promised."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scripts.render_k8s import ENVIRONMENTS, build
+from scripts.run_system import NAMEKO_PROCESSES
+
+ROOT = Path(__file__).resolve().parents[2]
+REPLICAS = {"dev": (2, 5), "uat": (3, 10), "prod": (5, 20)}
+
+
+def rendered(environment):
+    return build(ROOT / "k8s" / "overlays" / environment)
+
+
+def of_kind(resources, kind):
+    return {r["metadata"]["name"]: r for r in resources if r["kind"] == kind}
+
+
+def test_deploy_check_passes(tmp_path):
+    result = subprocess.run(["scripts/deploy_check.sh"], cwd=ROOT, capture_output=True, text=True, timeout=240,
+                            env={**os.environ, "K8S_RENDER_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {p.name for p in tmp_path.iterdir()} == {"dev.yaml", "uat.yaml", "prod.yaml"}
+
+
+def test_kubernetes_validate_rejects_an_unknown_field(tmp_path):
+    [hpa] = [r for r in rendered("prod") if r["kind"] == "HorizontalPodAutoscaler"][:1]
+    hpa["spec"]["minReplica"] = hpa["spec"].pop("minReplicas")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(hpa))
+    result = subprocess.run([str(ROOT / ".venv/bin/kubernetes-validate"), "--strict", "--quiet", str(bad)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "minReplica" in result.stdout
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_every_process_is_deployed_with_probes_resources_and_autoscaling(environment):
+    resources = rendered(environment)
+    deployments = of_kind(resources, "Deployment")
+    services = of_kind(resources, "Service")
+    hpas = of_kind(resources, "HorizontalPodAutoscaler")
+    processes = {d["spec"]["template"]["spec"]["containers"][0]["args"][0] for d in deployments.values()}
+
+    assert {name for name, _module in NAMEKO_PROCESSES} <= processes
+    low, high = REPLICAS[environment]
+    for name, deployment in deployments.items():
+        pod = deployment["spec"]["template"]
+        assert services[name]["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+        for container in pod["spec"]["containers"]:
+            assert {"livenessProbe", "readinessProbe"} <= set(container), name
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+            assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+            assert container["image"].endswith(f":{environment}")
+        if name != "pos-payment-provider":  # the dev/uat sandbox stays at one replica
+            assert (hpas[name]["spec"]["minReplicas"], hpas[name]["spec"]["maxReplicas"]) == (low, high)
+            assert hpas[name]["spec"]["scaleTargetRef"]["name"] == name
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_one_namespace_per_environment_with_config_and_migrations(environment):
+    resources = rendered(environment)
+
+    assert list(of_kind(resources, "Namespace")) == [environment]
+    assert {r["metadata"].get("namespace") for r in resources if r["kind"] != "Namespace"} == {environment}
+    assert of_kind(resources, "ConfigMap")["pos-config"]["data"]["CONFIG"] == f"config/{environment}.yml"
+    job = of_kind(resources, "Job")["pos-migrate"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    # Only dev carries the placeholder Secret; uat and prod use the one operations create.
+    assert ("pos-secrets" in of_kind(resources, "Secret")) is (environment == "dev")
+
+
+def test_prod_ingress_has_tls_and_the_others_their_own_host():
+    ingresses = {env: of_kind(rendered(env), "Ingress")["pos-gateway"] for env in ENVIRONMENTS}
+    assert ingresses["prod"]["spec"]["tls"][0]["hosts"] == [ingresses["prod"]["spec"]["rules"][0]["host"]]
+    assert ingresses["dev"]["spec"]["rules"][0]["host"].startswith("dev.")
+    assert ingresses["uat"]["spec"]["rules"][0]["host"].startswith("uat.")
+
+
+@pytest.mark.parametrize(("process", "expected"), [
+    *[(name, f"run --config config/prod.yml {module}") for name, module in NAMEKO_PROCESSES if name != "gateway"],
+    ("gateway", "run --config config/prod.yml gateway.service:GatewayService"),  # not its imported route mixins
+    ("migrate", "-m common.migrations --config config/prod.yml"),
+])
+def test_the_image_entrypoint_picks_the_process(tmp_path, process, expected):
+    for tool in ("nameko", "python"):
+        stub = tmp_path / tool
+        stub.write_text('#!/bin/sh\necho "$@"\n')
+        stub.chmod(0o755)
+    result = subprocess.run(["sh", "scripts/container-entrypoint.sh", process], cwd=ROOT, capture_output=True,
+                            text=True, timeout=30, env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
