@@ -126,7 +126,7 @@ class EventRelay(Consumer):
             return result, exc_info
         for message, outcome in zip(messages, result, strict=True):
             if isinstance(outcome, Delivery):
-                self.consumer.ack_message(message)
+                outcome.add_callback(functools.partial(self.settle, message))
             else:
                 self.container.spawn_managed_thread(
                     functools.partial(self.dead_letter, message, outcome.reason, outcome.detail))

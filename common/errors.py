@@ -4,6 +4,8 @@ Registered with ``deserialize_to_instance`` so an RPC caller (the gateway, anoth
 gets the same exception class back, not a bare ``RemoteError``, and can map it to an HTTP status.
 """
 
+import json
+
 from nameko.exceptions import deserialize_to_instance
 
 
@@ -12,9 +14,13 @@ class DomainError(Exception):
     code = "bad_request"
 
     def __init__(self, message="", details=None, code=None):
-        super().__init__(message, details or {}, code or self.code)
+        if isinstance(details, str):
+            details = json.loads(details)  # came over RPC, see below
+        details = details or {}
+        # Nameko stringifies every non-string value inside exception args; JSON keeps ints and lists intact.
+        super().__init__(message, json.dumps(details, default=str), code or self.code)
         self.message = message
-        self.details = details or {}
+        self.details = details
         self.code = code or self.code
 
     def __str__(self):

@@ -9,18 +9,20 @@ from common.metrics import Metrics
 from gateway.auth import Auth
 from gateway.routes.accounts import AccountRoutes
 from gateway.routes.catalogue import CatalogueRoutes
+from gateway.routes.invoices import InvoiceRoutes
 from gateway.routes.operations import OperationsRoutes
 from gateway.routes.stock import StockRoutes
 from gateway.rpc import ServiceRpc
 
 
-class GatewayService(AccountRoutes, CatalogueRoutes, StockRoutes, OperationsRoutes):
+class GatewayService(AccountRoutes, CatalogueRoutes, StockRoutes, OperationsRoutes, InvoiceRoutes):
     name = "gateway"
 
     accounts_rpc = ServiceRpc("accounts")
     products_rpc = ServiceRpc("products")
     inventory_rpc = ServiceRpc("inventory")
     orders_rpc = ServiceRpc("orders")
+    notifications_rpc = ServiceRpc("notifications")
     auth = Auth()
     correlation = CorrelationId()
     metrics = Metrics()

@@ -10,9 +10,10 @@ it moves there.
 
 import threading
 
-from sqlalchemy import event
+from nameko_sqlalchemy import Database as NamekoDatabase
+from sqlalchemy import create_engine, event
 
-from common.db import Database
+from common.db import Database, _tune_sqlite, engine_options
 
 LOCK_KEY = "green_writer_lock"
 # Past this, fall back to SQLite's own busy handling rather than wait forever on a lock someone leaked.
@@ -30,7 +31,7 @@ def serialise_writers(engine):
         if info.pop(LOCK_KEY, False):
             lock.release()
 
-    event.listen(engine, "begin", take, insert=True)  # before common.db's BEGIN IMMEDIATE
+    event.listen(engine, "begin", take)  # must be registered before common.db's BEGIN IMMEDIATE listener
     event.listen(engine, "commit", lambda conn: give_back(conn.info))
     event.listen(engine, "rollback", lambda conn: give_back(conn.info))
     # A BEGIN that failed, or a connection dropped mid-transaction, ends without commit or rollback.
@@ -39,6 +40,11 @@ def serialise_writers(engine):
 
 class SerialisedDatabase(Database):
     def setup(self):
-        super().setup()
+        # Engine events ignore ``insert=True``, so the lock's listener must exist before BEGIN IMMEDIATE's.
+        NamekoDatabase.setup(self)
+        self.engine.dispose()
+        self.engine = create_engine(self.db_uri, **{**engine_options(self.db_uri), **self.engine_options})
         if self.db_uri.startswith("sqlite"):
             serialise_writers(self.engine)
+            _tune_sqlite(self.engine)
+        self.Session.configure(bind=self.engine)

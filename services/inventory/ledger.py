@@ -36,7 +36,7 @@ def find_stock(session, product_id, lock=False):
 
 
 def stock_levels(session, product_ids):
-    return session.scalars(select(Stock).where(Stock.product_id.in_(product_ids))).all()
+    return session.scalars(select(Stock).where(Stock.product_id.in_(product_ids)).order_by(Stock.product_id)).all()
 
 
 def set_stock(session, product_id, on_hand, threshold=None):

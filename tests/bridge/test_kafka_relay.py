@@ -86,8 +86,7 @@ def test_an_orders_lifecycle_appears_on_pos_orders_in_order_with_valid_envelopes
         return [r for r in records if r.headers.get("correlation_id") == request_id]
 
     def seen_live(count):
-        # waiting also keeps a write from overlapping the outbox relay's transaction, which SQLite under eventlet
-        # can turn into a 30 s stall (reported to the lead: common/outbox.py publishes inside its transaction)
+        """Each event reaches Kafka while the order lives on, not only once the story is over."""
         return mine(reader.wait_for(lambda rs: len(mine(rs)) >= count, message=f"{count} order events"))
 
     with ServiceRpcClient("orders", context_data={"correlation_id": request_id}) as orders:

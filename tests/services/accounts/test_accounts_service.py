@@ -3,9 +3,8 @@
 import pytest
 from nameko import config
 from nameko.standalone.rpc import ServiceRpcClient
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 
-from common.db import make_engine
 from common.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from services.accounts.models import User
 from services.accounts.service import AccountsService
@@ -22,7 +21,7 @@ def accounts(service_config, container_factory):
 
 
 def stored_users(uri):
-    engine = make_engine(uri)
+    engine = create_engine(uri)
     try:
         with engine.connect() as conn:
             return conn.execute(select(User.__table__).order_by(User.id)).mappings().all()

@@ -4,9 +4,8 @@ import eventlet
 import pytest
 from nameko import config
 from nameko.standalone.rpc import ServiceRpcClient
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 
-from common.db import make_engine
 from common.errors import Unauthorized
 from services.accounts.models import User
 from services.accounts.service import AccountsService
@@ -21,7 +20,7 @@ def cheap_hashing(service_config):
 
 
 def users_with_email(uri, email):
-    engine = make_engine(uri)
+    engine = create_engine(uri)
     try:
         with engine.connect() as conn:
             return conn.execute(select(User.__table__).where(User.email == email)).mappings().all()

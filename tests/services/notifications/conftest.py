@@ -1,7 +1,6 @@
 """Real parts for the notifications tests: an SMTP server (aiosmtpd), an S3 API (moto server), the accounts service."""
 
 import email
-import socket
 import subprocess
 import sys
 import uuid
@@ -16,6 +15,7 @@ from nameko import config
 from nameko.standalone.rpc import ServiceRpcClient
 
 from services.accounts.service import AccountsService
+from tests.services.notifications.helpers import free_port
 from tests.support import wait_until
 
 CHEAP_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 1024, "ARGON2_PARALLELISM": 1}
@@ -23,12 +23,6 @@ S3_CREDENTIALS = {"S3_ACCESS_KEY_ID": "testing", "S3_SECRET_ACCESS_KEY": "testin
 # Retries within a second or so, so an outage test is quick; the logic is the production one.
 FAST_RETRIES = {"NOTIFY_RETRY_INTERVAL": 0.2, "NOTIFY_RETRY_BACKOFF": 0.1, "NOTIFY_RETRY_MAX_BACKOFF": 1,
                 "NOTIFY_SEND_ATTEMPTS": 2, "NOTIFY_SEND_BACKOFF": 0.01}
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Inbox:

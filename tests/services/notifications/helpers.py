@@ -1,6 +1,7 @@
 """Events shaped like the orders and inventory services' own, and readers for what the notifications service sent."""
 
 import io
+import socket
 
 from nameko.standalone.events import event_dispatcher
 from pypdf import PdfReader
@@ -50,3 +51,9 @@ def pdf_text(content):
 
 def smtp_config(server):
     return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": server.port, "SMTP_SECURITY": "none", "SMTP_TIMEOUT": 5}
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -4,6 +4,7 @@ import json
 
 import eventlet
 import pytest
+from nameko.standalone.rpc import ServiceRpcClient
 from sqlalchemy import select
 
 from common.db import make_engine
@@ -99,7 +100,8 @@ def test_the_same_idempotency_key_twenty_times_at_once_makes_one_order(saga):
     items = [{"product_id": widget["id"], "quantity": 2}]
 
     def place(_):
-        return saga.rpc.orders.create_order(7, items, ADDRESS, "tok_timeout", idempotency_key="checkout-1")
+        with ServiceRpcClient("orders") as orders:  # one client per caller: a standalone client is not shared
+            return orders.create_order(7, items, ADDRESS, "tok_timeout", idempotency_key="checkout-1")
 
     outcomes = list(eventlet.GreenPool(20).imap(place, range(20)))
 
@@ -116,10 +118,12 @@ def test_fifty_concurrent_orders_for_ten_in_stock_accept_exactly_ten(saga):
     widget = saga.product(stock=10)
 
     def place(customer_id):
-        try:
-            return saga.order([{"product_id": widget["id"], "quantity": 1}], customer_id=customer_id)
-        except Conflict as exc:
-            return exc
+        with ServiceRpcClient("orders") as orders:
+            try:
+                return orders.create_order(customer_id, [{"product_id": widget["id"], "quantity": 1}], ADDRESS,
+                                           "tok_visa")["order"]
+            except Conflict as exc:
+                return exc
 
     outcomes = list(eventlet.GreenPool(50).imap(place, range(1, 51)))
 

@@ -1,0 +1,73 @@
+"""The HTTP floors (bench/floor_services.py) and the experiments that try to make the RPC hop cheaper."""
+
+from dataclasses import dataclass
+
+from bench import profiling
+from bench.loadgen import run_wrk
+from bench.processes import Fleet, wait_for_http
+
+
+@dataclass
+class Experiment:
+    label: str
+    processes: int = 1
+    env: dict = None
+
+
+BARE = [Experiment("1 process (the floor)"), Experiment("2 processes on one port (SO_REUSEPORT)", 2)]
+HOP = [
+    Experiment("nameko defaults: prefetch 10, max_workers 10, confirms, persistent (the floor)"),
+    Experiment("prefetch 40, max_workers 40", env={"PREFETCH_COUNT": "40", "MAX_WORKERS": "40"}),
+    Experiment("prefetch 2, max_workers 32", env={"PREFETCH_COUNT": "2", "MAX_WORKERS": "32"}),
+    Experiment("no publisher confirms, transient messages", env={"BENCH_FAST_PUBLISH": "1"}),
+    Experiment("serializer pickle instead of json", env={"SERIALIZER": "pickle"}),
+    Experiment("2 processes per service (SO_REUSEPORT)", 2),
+    Experiment("2 processes per service, no confirms, transient", 2, {"BENCH_FAST_PUBLISH": "1"}),
+]
+
+
+def measure(name, base_url, requests, settings, wrk, token=None, connections=None, profile=None):
+    """A short warm-up run (discarded), then the measured one; ``profile`` {process: pid} are sampled by py-spy."""
+    if settings.warmup > 0:
+        run_wrk(f"{name} warm-up", base_url, requests, settings.load(settings.warmup, connections), token, wrk)
+    recorders = []
+    for process, pid in (profile or {}).items():
+        out = settings.work_dir / f"profile-{process}-{len(recorders)}.txt"
+        recorders.append((process, out, profiling.start(pid, settings.duration, out)))
+    result = run_wrk(name, base_url, requests, settings.load(connections=connections), token, wrk)
+    result.profiles = [profiling.finish(process, recorder, out) for process, out, recorder in recorders]
+    return result
+
+
+def run_floor(kind, experiment, settings, env, wrk, log_dir, profile=False):
+    """Start the floor's processes with the experiment's settings, load it, stop them."""
+    port = settings.floor_port
+    fleet = Fleet(log_dir, env)
+    extra = {**(experiment.env or {}), "GATEWAY_ADDRESS": f"127.0.0.1:{port}", "METRICS_PORT": ""}
+    try:
+        for copy in range(experiment.processes):
+            if kind == "hop":
+                fleet.nameko(f"floor_constant_{copy}", "bench.floor_services:ConstantService", settings.config, extra)
+            service = "BareHttp" if kind == "bare" else "HopHttp"
+            fleet.nameko(f"floor_{kind}_{copy}", f"bench.floor_services:{service}", settings.config, extra)
+        base_url = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{base_url}/{kind}", fleet)
+        targets = {name: pid for name, pid in fleet.pids().items() if name.endswith("_0")} if profile else None
+        return measure(f"{kind}: {experiment.label}", base_url, [("GET", f"/{kind}")], settings, wrk,
+                       profile=targets)
+    finally:
+        fleet.stop()
+
+
+def run_floors(settings, env, wrk, log_dir):
+    """``{"bare": [results], "hop": [results]}``; the first of each list is the floor proper."""
+    bare = BARE if settings.floor_experiments else BARE[:1]
+    hop = HOP if settings.floor_experiments else HOP[:1]
+    results = {"bare": [], "hop": []}
+    for kind, experiments in (("bare", bare), ("hop", hop)):
+        for index, experiment in enumerate(experiments):
+            profile = settings.profile and kind == "hop" and index == 0
+            result = run_floor(kind, experiment, settings, env, wrk, log_dir, profile)
+            print(f"bench: floor {result.name}: {result.rps:.0f} req/s, p99 {result.p99:.1f} ms", flush=True)
+            results[kind].append(result)
+    return results

@@ -1,0 +1,32 @@
+"""A paid order's invoice: a link that expires, and the download behind links to the local-folder store."""
+
+import base64
+
+from werkzeug.wrappers import Response
+
+from common.errors import Forbidden
+from gateway.http import api
+from schemas.notifications import InvoiceLinkSchema
+
+
+class InvoiceRoutes:
+    """Needs ``orders_rpc`` and ``notifications_rpc`` on the service."""
+
+    @api("GET", "/orders/<int:order_id>/invoice", auth="user", responses={200: InvoiceLinkSchema},
+         summary="Link to the PDF invoice of a paid order", tags=["Orders"],
+         description="A presigned S3 URL (or a signed gateway URL in development) valid until `expires_at`; "
+                     "404 `invoice_not_found` until the order is paid.")
+    def get_invoice(self, request, order_id, user):
+        order = self.orders_rpc.get_order(order_id)
+        if user["role"] != "admin" and order["customer_id"] != user["id"]:
+            raise Forbidden("This order belongs to another customer.", code="forbidden")
+        return self.notifications_rpc.get_invoice(order_id)
+
+    @api("GET", "/invoices/<token>", summary="Download an invoice PDF through a signed link", tags=["Orders"],
+         description="The URL `GET /orders/{id}/invoice` hands out when invoices are kept in a local folder; "
+                     "the token is the permission, and it expires.")
+    def download_invoice(self, request, token):
+        invoice = self.notifications_rpc.download_invoice(token)
+        return Response(base64.b64decode(invoice["content_base64"]), content_type=invoice["content_type"],
+                        headers={"Content-Disposition": f'inline; filename="{invoice["filename"]}"',
+                                 "Cache-Control": "private, no-store"})
