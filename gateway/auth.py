@@ -1,8 +1,10 @@
 """JWT bearer tokens (PyJWT, HS256) and the ``Auth`` dependency that checks them on every protected route.
 
-Tokens carry ``sub`` (the user id as a string), ``role``, ``exp``, ``iat`` and ``jti``. A valid signature is not
-enough: the account must still exist, so the gateway asks ``accounts.get_user`` — through a short-lived cache, so
-a busy client does not cost an RPC hop per request (a deleted account is locked out within that TTL).
+Tokens carry ``sub`` (the user id as a string), ``role``, ``exp``, ``iat`` and ``jti``; a token used before its
+``iat``/``nbf`` (beyond ``LEEWAY_SECONDS`` of clock skew) is refused. A valid signature is not enough: the account
+must still exist, so the gateway asks ``accounts.get_user`` — through a short-lived cache, so a busy client does
+not cost an RPC hop per request. Accounts' ``user.deleted`` event reaches every gateway replica (``AccountEvents``,
+a broadcast handler) and locks the account out at once; the cache TTL is only the fallback for a missed event.
 """
 
 import logging
@@ -11,6 +13,7 @@ import uuid
 
 import jwt
 from nameko import config
+from nameko.events import BROADCAST, event_handler
 from nameko.exceptions import ConfigurationError
 from nameko.extensions import DependencyProvider
 
@@ -26,6 +29,7 @@ MIN_SECRET_LENGTH = 32
 STRICT_ENVIRONMENTS = ("uat", "prod")
 DEFAULT_TTL_SECONDS = 3600
 DEFAULT_USER_CACHE_SECONDS = 30
+LEEWAY_SECONDS = 30  # clock skew tolerated on exp, iat and nbf between replicas
 
 
 class InvalidToken(Unauthorized):
@@ -66,10 +70,12 @@ def issue_token(user, secret, ttl, now=None):
 def decode_token(token, secret):
     """The claims of a token we signed and that has not expired; ``InvalidToken``/``TokenExpired`` otherwise."""
     try:
-        claims = jwt.decode(token, secret, algorithms=[ALGORITHM],
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], leeway=LEEWAY_SECONDS,
                             options={"require": REQUIRED_CLAIMS})
     except jwt.ExpiredSignatureError:
         raise TokenExpired("The access token has expired.") from None
+    except jwt.ImmatureSignatureError:
+        raise InvalidToken("The access token is not valid yet.") from None
     except jwt.InvalidTokenError:
         raise InvalidToken("The access token is not valid.") from None
     if not str(claims["sub"]).isdigit() or claims["role"] not in ROLES:
@@ -106,6 +112,8 @@ class Authenticator:
         return user
 
     def current_user(self, user_id):
+        if self.provider.users.get(f"deleted:{user_id}") is not MISSING:
+            raise InvalidToken("The account of this access token no longer exists.")
         cached = self.provider.users.get(f"user:{user_id}")
         if cached is not MISSING:
             return cached
@@ -118,6 +126,8 @@ class Authenticator:
         return user
 
     def forget_user(self, user_id):
+        """Lock a deleted account out now; the marker outlives a concurrent lookup that re-caches the user."""
+        self.provider.users.set(f"deleted:{user_id}", True)
         self.provider.users.delete(f"user:{user_id}")
 
 
@@ -144,3 +154,11 @@ class Auth(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return Authenticator(self, worker_ctx)
+
+
+class AccountEvents:
+    """Gateway mixin: every replica (a broadcast queue each) forgets an account as soon as it is deleted."""
+
+    @event_handler("accounts", "user.deleted", handler_type=BROADCAST, reliable_delivery=False)
+    def forget_deleted_user(self, envelope):
+        self.auth.forget_user(int(envelope["data"]["id"]))

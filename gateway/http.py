@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from eventlet.event import Event
 from kombu.exceptions import OperationalError as BrokerError
 from marshmallow import EXCLUDE, Schema, ValidationError
+from nameko import config
 from nameko.exceptions import (
     RemoteError,
     ReplyQueueExpiredWithPendingReplies,
@@ -46,7 +47,9 @@ from werkzeug.wrappers import Request, Response
 from common.correlation import CORRELATION_KEY, REQUEST_ID_HEADER, acceptable_request_id
 from common.errors import DomainError, Unauthorized
 from common.events import rfc3339
-from gateway.auth import Auth
+from gateway.auth import Auth, InvalidToken, bearer_token, decode_token
+from gateway.ratelimit import RateLimiter, client_address, route_class
+from gateway.security import EdgePolicy, is_preflight
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +219,9 @@ class RouteSpec:
     summary: str = ""
     description: str = ""
     tags: list = field(default_factory=list)
+    rate_limit: str | bool | None = None  # a RATE_LIMITS class; None: derived; False: never limited
+    headers: list = field(default_factory=list)  # request headers the route reads (OpenAPI)
+    openapi: bool = True  # listed in the OpenAPI document
 
     @property
     def path(self):
@@ -247,7 +253,27 @@ class IdConverter(IntegerConverter):
 
 
 class ApiServer(WebServer):
-    """The gateway's own web server (a separate shared extension from nameko's plain ``@http``)."""
+    """The gateway's own web server (a separate shared extension from nameko's plain ``@http``).
+
+    It holds the edge policy (CORS, security headers: gateway/security.py) and the rate limiter
+    (gateway/ratelimit.py), both applied before a request takes a worker.
+    """
+
+    def setup(self):
+        super().setup()
+        self.edge = EdgePolicy.from_config()
+        self.rate_limiter = RateLimiter.from_config()
+        self.trusted_proxies = int(config.get("TRUSTED_PROXY_COUNT") or 0)
+        self.jwt_secret = config.get("JWT_SECRET")
+
+    def rate_limit_client(self, request):
+        """``user:<id>`` for a request with a valid token (checked without RPC), else ``ip:<address>``."""
+        if self.jwt_secret and "Authorization" in request.headers:
+            try:
+                return "user:" + str(decode_token(bearer_token(request), self.jwt_secret)["sub"])
+            except InvalidToken:
+                pass
+        return "ip:" + client_address(request, self.trusted_proxies)
 
     def get_wsgi_app(self):
         return ApiApp(self)
@@ -272,17 +298,24 @@ class ApiApp(WsgiApp):
         environ[REQUEST_ID_ENV] = request_id
         request = Request(environ, shallow=True)
         request.max_content_length = MAX_BODY_BYTES
-        try:
-            provider, values = self.url_map.bind_to_environ(environ).match()
-            request.path_values = values
-            response = provider.handle_request(request)
-        except HTTPException as exc:
-            response = http_exception_response(exc)
-        except Exception:
-            log.exception("request %s failed outside its worker", request_id)
-            response = error_response(500, "internal_error", "Internal server error.")
+        response = self.respond(request)
         response.headers[REQUEST_ID_HEADER] = request_id
+        self.server.edge.finish(request, response)
         return response(environ, start_response)
+
+    def respond(self, request):
+        try:
+            adapter = self.url_map.bind_to_environ(request.environ)
+            if is_preflight(request):
+                return self.server.edge.preflight(request, adapter)
+            provider, values = adapter.match()
+            request.path_values = values
+            return provider.handle_request(request)
+        except HTTPException as exc:
+            return http_exception_response(exc)
+        except Exception:
+            log.exception("request %s failed outside its worker", request.environ[REQUEST_ID_ENV])
+            return error_response(500, "internal_error", "Internal server error.")
 
 
 class Api(HttpRequestHandler):
@@ -295,9 +328,24 @@ class Api(HttpRequestHandler):
     def get_url_rule(self):
         return Rule(self.url, methods=[self.method])
 
+    def setup(self):
+        super().setup()
+        self.rate_class = route_class(self.spec)
+
     def handle_request(self, request):
         request.shallow = False
         request.environ[ROUTE_ENV] = self
+        quota = self.server.rate_limiter.hit(self.rate_class, self.server.rate_limit_client(request))
+        if quota is not None and not quota.allowed:
+            response = error_response(429, "rate_limited", "Too many requests; slow down and retry later.",
+                                      {"limit": quota.limit, "retry_after": max(quota.reset_in, 1)})
+        else:
+            response = self.run_worker(request)
+        if quota is not None:
+            response.headers.update(quota.headers())
+        return response
+
+    def run_worker(self, request):
         try:
             context_data = self.server.context_data_from_headers(request)
             event = Event()
@@ -358,15 +406,21 @@ def _accepted_names(fn):
 
 
 def api(method, url, *, auth=None, body=None, query=None, responses=None, summary="",
-        description="", tags=(), **kwargs):
-    """Declare an HTTP route on a gateway method (see the module docstring)."""
+        description="", tags=(), rate_limit=None, headers=(), openapi=True, **kwargs):
+    """Declare an HTTP route on a gateway method (see the module docstring).
+
+    ``rate_limit`` names the ``RATE_LIMITS`` class (``False``: never limited; default: ``ratelimit.route_class``),
+    ``headers`` the request headers the route reads (``["Idempotency-Key"]``) and ``openapi=False`` keeps the
+    route out of the document (static assets). ``responses`` maps a status to a schema (JSON), ``None`` (no body;
+    the error body for a 4xx/5xx) or a media type string (``"application/pdf"``).
+    """
     if auth not in AUTH_LEVELS:
         raise ValueError(f"auth must be one of {AUTH_LEVELS}, not {auth!r}")
 
     def decorate(fn):
         spec = RouteSpec(method.upper(), url, fn.__name__, auth, body, query, dict(responses or {}),
                          summary or (fn.__doc__ or "").strip().split("\n")[0],
-                         description, list(tags))
+                         description, list(tags), rate_limit, list(headers), openapi)
 
         wanted = _accepted_names(fn)
 

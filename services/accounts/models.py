@@ -1,9 +1,10 @@
-"""The accounts service's table: one row per user, kept (soft-deleted) after the account is closed."""
+"""The accounts service's tables: one row per user, kept (soft-deleted) after the account is closed; the outbox."""
 
 from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, Index, Integer, String, select
 from sqlalchemy.orm import DeclarativeBase
 
 from common.events import utcnow
+from common.outbox import OutboxMessageMixin
 
 CUSTOMER, ADMIN = "customer", "admin"
 
@@ -30,6 +31,10 @@ class User(Base):
     role = Column(String(16), nullable=False, default=CUSTOMER)
     created_at = Column(DateTime, nullable=False, default=utcnow)
     deleted_at = Column(DateTime, nullable=True)
+
+
+class OutboxMessage(OutboxMessageMixin, Base):
+    pass
 
 
 def live_user(session, user_id):

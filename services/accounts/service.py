@@ -2,6 +2,7 @@
 
 RPC (see docs/architecture.md): ``register``, ``authenticate``, ``get_user``, ``delete_user``. A user is
 ``{id, email, name, phone, role, created_at}``; emails are unique (case-insensitively) among live accounts.
+Events (outbox): ``user.deleted`` ``{id, deleted_at}`` (the gateway locks the account's tokens out on it).
 """
 
 from marshmallow import ValidationError
@@ -11,11 +12,12 @@ from sqlalchemy.exc import IntegrityError
 from common.correlation import CorrelationId
 from common.db import Database
 from common.errors import Conflict, NotFound, Unauthorized, ValidationFailed
-from common.events import utcnow
+from common.events import rfc3339, utcnow
 from common.metrics import Metrics
+from common.outbox import Outbox
 from schemas.accounts import CredentialsSchema, RegisterSchema, UserSchema
 from services.accounts.admin import AdminAccount
-from services.accounts.models import Base, User, live_user, live_user_by_email
+from services.accounts.models import Base, OutboxMessage, User, live_user, live_user_by_email
 from services.accounts.passwords import hash_password, needs_rehash, verify_password, waste_a_verification
 
 
@@ -23,6 +25,7 @@ class AccountsService:
     name = "accounts"
 
     db = Database(Base, session_options={"expire_on_commit": False})
+    outbox = Outbox(OutboxMessage)
     admin = AdminAccount()
     correlation = CorrelationId()
     metrics = Metrics()
@@ -66,6 +69,8 @@ class AccountsService:
         with self.db.get_session() as session:
             user = self._live_user(session, user_id)
             user.deleted_at, user.active_email = utcnow(), None
+            self.outbox.add(session, "user.deleted", user.id,
+                            {"id": user.id, "deleted_at": rfc3339(user.deleted_at)})
 
     def _live_user(self, session, user_id):
         user = live_user(session, as_id(user_id))

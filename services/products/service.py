@@ -16,6 +16,7 @@ from common.correlation import CorrelationId
 from common.db import Database
 from common.errors import Conflict, NotFound, ValidationFailed
 from common.events import domain_event_handler, first_delivery, utcnow
+from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
 from schemas.common import page_of, rfc3339
@@ -38,7 +39,7 @@ CATEGORY = CategorySchema()
 PRODUCT = ProductSchema()
 
 
-class ProductsService:
+class ProductsService(Operational):
     name = "products"
 
     db = Database(Base)

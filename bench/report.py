@@ -1,0 +1,297 @@
+"""docs/benchmarks.md from one run's results: machine, versions, floors, scenarios, targets, memory, profiles."""
+
+import os
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+ANALYSIS = Path(__file__).parent / "analysis.md"
+MEMORY_LIMIT_MB = 150
+
+
+@dataclass
+class Results:
+    floors: dict = field(default_factory=dict)     # {"bare": [LoadResult], "hop": [LoadResult]}
+    kafka_floor: object = None
+    read: object = None
+    search: list = field(default_factory=list)     # [SearchPoint]
+    orders: object = None
+    relay: object = None
+    memory: dict = field(default_factory=dict)     # {phase: {process: MB}}
+    notes: list = field(default_factory=list)
+    started_processes: list = field(default_factory=list)
+
+
+def machine():
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor() or "unknown")
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal"))
+    return {"CPU": model, "cores": os.cpu_count(), "memory": f"{mem_kb / 2**20:.1f} GiB",
+            "kernel": platform.release(), "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+
+
+def package_version(name):
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def command_version(argv):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def versions(server_versions):
+    found = {"python": platform.python_version()}
+    for name in ("nameko", "eventlet", "kombu", "SQLAlchemy", "PyMySQL", "redis", "confluent-kafka", "grpcio"):
+        found[name] = package_version(name)
+    found.update(server_versions)
+    found["wrk"] = command_version(["wrk", "--version"]).split(" [")[0] or "unknown"
+    return found
+
+
+def row(*cells):
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def table(headers, rows):
+    return "\n".join([row(*headers), row(*["---"] * len(headers)), *(row(*r) for r in rows)])
+
+
+def ratio(value, floor):
+    return f"{value / floor:.2f}" if floor else "-"
+
+
+def load_row(result, floor=None):
+    errors = f"{result.errors}" + (f" ({', '.join(f'{k} {v}' for k, v in result.error_kinds.items())})"
+                                   if result.errors else "")
+    return [result.name, f"{result.rps:,.0f}", f"{result.p50:.1f}", f"{result.p95:.1f}", f"{result.p99:.1f}",
+            errors, ratio(result.rps, floor.rps) if floor else "-"]
+
+
+LOAD_HEADERS = ["run", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "ratio to floor"]
+
+
+def floor_of(results, kind):
+    runs = results.floors.get(kind) or []
+    return runs[0] if runs else None
+
+
+def targets(results):
+    bare, rows = floor_of(results, "bare"), []
+    if results.read and bare:
+        needed = 0.5 * bare.rps
+        rows.append(["warm product read >= 0.5 x bare floor", f"{results.read.rps:,.0f} req/s vs {needed:,.0f}",
+                     met(results.read.rps >= needed)])
+    orders = results.orders
+    if orders and orders.load:
+        rows.append(["orders >= 100/s with p99 < 250 ms",
+                     f"{orders.load.rps:,.0f}/s, p99 {orders.load.p99:.0f} ms",
+                     met(orders.load.rps >= 100 and orders.load.p99 < 250)])
+    else:
+        rows.append(["orders >= 100/s with p99 < 250 ms", "not measured", "-"])
+    at_size = next((p for p in results.search if p.results and p.products == search_target_size(results)), None)
+    if at_size:
+        filters = at_size.results[0]
+        rows.append([f"search p99 < 50 ms at {at_size.products:,} products (filters)", f"{filters.p99:.1f} ms",
+                     met(filters.p99 < 50)])
+    if results.relay:
+        lag = results.relay.lag_ms.get("p99")
+        rows.append(["relay >= 5,000 events/s, lag p99 < 1 s",
+                     f"{results.relay.rate:,.0f}/s, lag p99 {lag:,.0f} ms" if lag is not None else "no events",
+                     met(results.relay.rate >= 5000 and lag is not None and lag < 1000)])
+    errors = total_errors(results)
+    rows.append(["no errors", f"{errors} errors", met(errors == 0)])
+    peak = max(results_memory(results).values(), default=0)
+    rows.append([f"each service process < {MEMORY_LIMIT_MB} MB RSS under load", f"largest {peak:.0f} MB",
+                 met(0 < peak < MEMORY_LIMIT_MB)])
+    return rows
+
+
+def search_target_size(results):
+    return getattr(results, "target_size", 100_000)
+
+
+def met(ok):
+    return "**met**" if ok else "**not met**"
+
+
+def total_errors(results):
+    loads = [results.read] + [r for p in results.search for r in p.results]
+    loads += [results.orders.load] if results.orders and results.orders.load else []
+    errors = sum(load.errors for load in loads if load)
+    return errors + (results.relay.errors if results.relay else 0)
+
+
+def results_memory(results):
+    peaks = {}
+    for phase, processes in results.memory.items():
+        if phase.startswith("floor"):
+            continue
+        for name, rss in processes.items():
+            peaks[name] = max(peaks.get(name, 0.0), rss)
+    return peaks
+
+
+def render(results, settings, server_versions, started_at, finished_at):
+    bare, hop = floor_of(results, "bare"), floor_of(results, "hop")
+    parts = [
+        "# Benchmarks",
+        f"Written by `make bench` (bench/run.py) on {started_at:%Y-%m-%d %H:%M} UTC in "
+        f"{(finished_at - started_at).total_seconds() / 60:.1f} minutes. Load: `wrk -t{settings.threads} "
+        f"-c{settings.connections} -d{settings.duration:g}s` after a {settings.warmup:g} s warm-up, from a second "
+        "process on loopback. **wrk shares the machine's cores with every service, RabbitMQ, MariaDB, Redis and "
+        "tansu**, so every figure here is for the whole system on one small box, and other work on the machine "
+        "shows up in them (see the load average below). Latencies in milliseconds.",
+        "## Machine", table(["", ""], machine().items()),
+        "## Versions", table(["component", "version"], versions(server_versions).items()),
+        "## Targets (issue 8)", table(["target", "measured", ""], targets(results)),
+    ]
+    parts += floors_section(results)
+    parts += scenarios_section(results, bare, hop)
+    parts += search_section(results)
+    parts += orders_section(results)
+    parts += kafka_section(results)
+    parts += memory_section(results)
+    parts += profiles_section(results)
+    if results.notes:
+        parts += ["## Notes from this run", "\n".join(f"- {note}" for note in results.notes)]
+    if ANALYSIS.exists():
+        parts.append(ANALYSIS.read_text().strip())
+    parts += ["## Running it", KNOBS]
+    return "\n\n".join(parts) + "\n"
+
+
+def floors_section(results):
+    runs = [load_row(r, floor_of(results, kind)) for kind in ("bare", "hop") for r in results.floors.get(kind, [])]
+    if not runs:
+        return []
+    return ["## Floors: what Nameko itself costs",
+            "`bare`: a Nameko `@http` handler returning constant JSON. `hop`: an `@http` handler making one RPC to "
+            "a service that returns a constant (bench/floor_services.py). The first row of each is the floor; the "
+            "others are the experiments that try to make the hop cheaper (ratio to the first row of its kind).",
+            table(LOAD_HEADERS, runs)]
+
+
+def scenarios_section(results, bare, hop):
+    rows = []
+    if results.read:
+        rows.append(load_row(results.read, bare) + ["bare"])
+    for point in results.search:
+        if point.products == search_target_size(results):
+            rows += [load_row(r, hop) + ["hop"] for r in point.results]
+    if results.orders and results.orders.load:
+        rows.append(load_row(results.orders.load, hop) + ["hop"])
+    if not rows:
+        return []
+    return ["## Scenarios", table(LOAD_HEADERS + ["floor"], rows)]
+
+
+def search_section(results):
+    if not results.search:
+        return []
+    rows = []
+    for point in results.search:
+        if point.skipped:
+            rows.append([f"{point.products:,}", "-", point.skipped, "", "", ""])
+        for r in point.results:
+            rows.append([f"{point.products:,}", f"{point.seed_seconds:.0f}", r.name.split("(")[1].split(")")[0],
+                         f"{r.rps:,.0f}", f"{r.p50:.1f}", f"{r.p99:.1f}"])
+    return ["## Search latency as the catalogue grows",
+            "`filters`: `category_id`, a 50-wide price window, `in_stock=true`, `sort=price` (served by the "
+            "`(category_id, price)` index). `text`: `q=<word>` (`LIKE '%word%'` on name, description, sku), "
+            "`in_stock=true`, `sort=-price`, pages 1-3. Seed seconds: bulk insert of the products added for that "
+            "size (bench/seed.py).",
+            table(["products", "seed s", "mix", "req/s", "p50 ms", "p99 ms"], rows)]
+
+
+def orders_section(results):
+    orders = results.orders
+    if orders is None:
+        return []
+    if orders.skipped:
+        return ["## Orders end to end", f"Not measured: {orders.skipped}."]
+    ttp = orders.time_to_paid_ms
+    return ["## Orders end to end",
+            f"{orders.created:,} orders created under load, {orders.paid:,} reached `PAID`. Time to PAID, from "
+            "`order.created` to `order.paid` as both reach an AMQP queue of the bench (payment saga: payments "
+            "service -> gRPC provider -> orders): " + (", ".join(f"{k} {v:,.0f} ms" for k, v in ttp.items())
+                                                        if ttp else "no order reached PAID") + "."]
+
+
+def kafka_section(results):
+    rows = []
+    floor = results.kafka_floor
+    if floor:
+        rows.append([floor.name, f"{floor.messages:,}", f"{floor.rate:,.0f}", "-", floor.errors, "-"])
+    relay = results.relay
+    if relay:
+        lag = ", ".join(f"{k} {v:,.0f}" for k, v in relay.lag_ms.items()) or "-"
+        rows.append([relay.name, f"{relay.messages:,}", f"{relay.rate:,.0f}", lag, relay.errors,
+                     ratio(relay.rate, floor.rate) if floor else "-"])
+    if not rows:
+        return []
+    text = [
+        "## Kafka",
+        table(["run", "messages", "per second", "lag ms", "errors", "ratio to floor"], rows)]
+    if relay:
+        text.append(f"The bench published to `notifications.events` at {relay.publish_rate:,.0f} events/s "
+                    "(confirmed every 500). Lag: from the envelope's creation in the bench to its arrival at a "
+                    "Kafka consumer of the bench." + (f" Note: {relay.note}." if relay.note else ""))
+    return text
+
+
+def memory_section(results):
+    if not results.memory:
+        return []
+    phases = [phase for phase in results.memory if not phase.startswith("floor")]
+    names = sorted({name for phase in phases for name in results.memory[phase]})
+    rows = [[name, *(f"{results.memory[phase].get(name, 0):.0f}" for phase in phases)] for name in names]
+    return ["## Memory: peak RSS (MB) of each process, per phase (psutil, sampled every 0.5 s)",
+            table(["process", *phases], rows)]
+
+
+def profiles_section(results):
+    loads = [r for kind in ("hop",) for r in results.floors.get(kind, [])[:1]]
+    loads += [results.read] + [r for p in results.search for r in p.results]
+    loads += [results.orders.load] if results.orders and results.orders.load else []
+    parts = []
+    for load in loads:
+        for profile in getattr(load, "profiles", None) or []:
+            if profile.error:
+                parts.append(f"### {profile.process} during {load.name}\npy-spy failed: {profile.error}")
+                continue
+            categories = ", ".join(f"{name} {share:.0f}%" for name, share in list(profile.by_category.items())[:9])
+            hottest = table(["function (self time)", "% of samples"],
+                            [(name, f"{share:.1f}") for name, share in profile.top_self])
+            parts.append(f"### {profile.process} during {load.name}\n{profile.samples:,} samples (CPU only). "
+                         f"Share of samples in each library (inclusive): {categories}.\n\n{hottest}")
+    if not parts:
+        return []
+    return ["## Profiles (py-spy while wrk ran)", *parts]
+
+
+KNOBS = """`make bench` (or `.venv/bin/python -m bench.run`). It starts RabbitMQ, MariaDB and Redis if they are down,
+installs `wrk` with apt-get if it is missing, creates the RabbitMQ vhost `pos_bench`, the MariaDB databases
+`pos_bench_<service>` and a tansu broker of its own, runs everything with `config/bench.yml`, writes this file and
+removes what it created. Logs: `var/bench/log/`. Settings (environment):
+
+| variable | default | what |
+|---|---|---|
+| `BENCH_DURATION` | 10 | seconds of each measured wrk run |
+| `BENCH_WARMUP` | 2 | seconds of the discarded run before each |
+| `BENCH_CONNECTIONS` / `BENCH_THREADS` | 32 / 2 | wrk `-c` / `-t` |
+| `BENCH_PRODUCTS` | 100000 | the catalogue size the search target is about |
+| `BENCH_SEARCH_SIZES` | 10000,100000,1000000 | sizes search is measured at |
+| `BENCH_MAX_SEED_SECONDS` | 240 | skip a size whose seeding is projected to take longer |
+| `BENCH_EVENTS` / `BENCH_KAFKA_MESSAGES` | 20000 / 50000 | relay events / raw produce messages |
+| `BENCH_SCENARIOS` | floors,kafka,read,search,orders,relay | which parts run |
+| `BENCH_EXPERIMENTS` / `BENCH_PROFILE` | 1 / 1 | the RPC-hop experiments / py-spy profiles |
+| `BENCH_OUTPUT` | docs/benchmarks.md | where this report goes |"""
