@@ -23,6 +23,7 @@ HOP = [
     Experiment("serializer pickle instead of json", env={"SERIALIZER": "pickle"}),
     Experiment("2 processes per service (SO_REUSEPORT)", 2),
     Experiment("2 processes per service, no confirms, transient", 2, {"BENCH_FAST_PUBLISH": "1"}),
+    Experiment("nameko defaults again (how much the machine's other work moves a figure)"),
 ]
 
 
@@ -32,7 +33,8 @@ def measure(name, base_url, requests, settings, wrk, token=None, connections=Non
         run_wrk(f"{name} warm-up", base_url, requests, settings.load(settings.warmup, connections), token, wrk)
     recorders = []
     for process, pid in (profile or {}).items():
-        out = settings.work_dir / f"profile-{process}-{len(recorders)}.txt"
+        slug = "".join(ch if ch.isalnum() else "-" for ch in name.lower())[:60]
+        out = settings.work_dir / f"profile-{process}-{slug}.txt"
         recorders.append((process, out, profiling.start(pid, settings.duration, out)))
     result = run_wrk(name, base_url, requests, settings.load(connections=connections), token, wrk)
     result.profiles = [profiling.finish(process, recorder, out) for process, out, recorder in recorders]

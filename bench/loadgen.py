@@ -26,6 +26,7 @@ class LoadResult:
     max: float = 0.0
     mean: float = 0.0
     profiles: list = field(default_factory=list)
+    load_average: float = 0.0  # the machine's 1-minute load average as the run ended (2 cores)
 
     @property
     def rps(self):
@@ -70,4 +71,6 @@ def run_wrk(name, base_url, requests, load, token=None, wrk="wrk"):
     finally:
         os.unlink(handle.name)
     summary = next(line for line in reversed(output.splitlines()) if line.startswith("{"))
-    return LoadResult.from_wrk(name, json.loads(summary))
+    result = LoadResult.from_wrk(name, json.loads(summary))
+    result.load_average = os.getloadavg()[0]
+    return result

@@ -4,7 +4,6 @@ import os
 import platform
 import subprocess
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -70,13 +69,16 @@ def ratio(value, floor):
 
 
 def load_row(result, floor=None):
+    if result.requests == 0:
+        return [result.name, "0", "no request completed within the run", "", "", result.errors,
+                f"{result.load_average:.1f}", "-"]
     errors = f"{result.errors}" + (f" ({', '.join(f'{k} {v}' for k, v in result.error_kinds.items())})"
                                    if result.errors else "")
     return [result.name, f"{result.rps:,.0f}", f"{result.p50:.1f}", f"{result.p95:.1f}", f"{result.p99:.1f}",
-            errors, ratio(result.rps, floor.rps) if floor else "-"]
+            errors, f"{result.load_average:.1f}", ratio(result.rps, floor.rps) if floor else "-"]
 
 
-LOAD_HEADERS = ["run", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "ratio to floor"]
+LOAD_HEADERS = ["run", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "load avg", "ratio to floor"]
 
 
 def floor_of(results, kind):
@@ -149,7 +151,8 @@ def render(results, settings, server_versions, started_at, finished_at):
         f"-c{settings.connections} -d{settings.duration:g}s` after a {settings.warmup:g} s warm-up, from a second "
         "process on loopback. **wrk shares the machine's cores with every service, RabbitMQ, MariaDB, Redis and "
         "tansu**, so every figure here is for the whole system on one small box, and other work on the machine "
-        "shows up in them (see the load average below). Latencies in milliseconds.",
+        "shows up in them: `load avg` is the machine's 1-minute load average as each run ended (2 cores: above 2 "
+        "means runs waited for a CPU). Latencies in milliseconds.",
         "## Machine", table(["", ""], machine().items()),
         "## Versions", table(["component", "version"], versions(server_versions).items()),
         "## Targets (issue 8)", table(["target", "measured", ""], targets(results)),
@@ -200,16 +203,20 @@ def search_section(results):
     rows = []
     for point in results.search:
         if point.skipped:
-            rows.append([f"{point.products:,}", "-", point.skipped, "", "", ""])
+            rows.append([f"{point.products:,}", "-", point.skipped, "", "", "", ""])
         for r in point.results:
+            if r.requests == 0:
+                rows.append([f"{point.products:,}", f"{point.seed_seconds:.0f}", r.name.split("(")[1].split(")")[0],
+                             "0", "none completed within the run", "", f"{r.load_average:.1f}"])
+                continue
             rows.append([f"{point.products:,}", f"{point.seed_seconds:.0f}", r.name.split("(")[1].split(")")[0],
-                         f"{r.rps:,.0f}", f"{r.p50:.1f}", f"{r.p99:.1f}"])
+                         f"{r.rps:,.0f}", f"{r.p50:.1f}", f"{r.p99:.1f}", f"{r.load_average:.1f}"])
     return ["## Search latency as the catalogue grows",
             "`filters`: `category_id`, a 50-wide price window, `in_stock=true`, `sort=price` (served by the "
             "`(category_id, price)` index). `text`: `q=<word>` (`LIKE '%word%'` on name, description, sku), "
             "`in_stock=true`, `sort=-price`, pages 1-3. Seed seconds: bulk insert of the products added for that "
             "size (bench/seed.py).",
-            table(["products", "seed s", "mix", "req/s", "p50 ms", "p99 ms"], rows)]
+            table(["products", "seed s", "mix", "req/s", "p50 ms", "p99 ms", "load avg"], rows)]
 
 
 def orders_section(results):
@@ -262,6 +269,7 @@ def profiles_section(results):
     loads = [r for kind in ("hop",) for r in results.floors.get(kind, [])[:1]]
     loads += [results.read] + [r for p in results.search for r in p.results]
     loads += [results.orders.load] if results.orders and results.orders.load else []
+    loads += [results.relay] if results.relay else []
     parts = []
     for load in loads:
         for profile in getattr(load, "profiles", None) or []:
@@ -271,8 +279,9 @@ def profiles_section(results):
             categories = ", ".join(f"{name} {share:.0f}%" for name, share in list(profile.by_category.items())[:9])
             hottest = table(["function (self time)", "% of samples"],
                             [(name, f"{share:.1f}") for name, share in profile.top_self])
-            parts.append(f"### {profile.process} during {load.name}\n{profile.samples:,} samples (CPU only). "
-                         f"Share of samples in each library (inclusive): {categories}.\n\n{hottest}")
+            parts.append(f"### {profile.process} during {load.name}\n{profile.samples:,} busy samples at 100 Hz "
+                         f"(plus {profile.idle:,} in the hub's epoll wait, left out). Share of busy samples in "
+                         f"each library (innermost library frame): {categories}.\n\n{hottest}")
     if not parts:
         return []
     return ["## Profiles (py-spy while wrk ran)", *parts]

@@ -49,10 +49,9 @@ def search_requests(category_ids, rng):
 def search_at_sizes(settings, catalogue, base_url, wrk, sizes, profile=None, log=print):
     """Grow the catalogue through ``sizes`` and load search at each; a size whose seeding is projected to take
     longer than ``max_seed_seconds`` is skipped with a note."""
-    points, rate = [], None
-    rng = random.Random(5)
+    points, rng = [], random.Random(5)
     for size in sizes:
-        have = catalogue.count()
+        have, rate = catalogue.count(), catalogue.rate
         if rate and (size - have) / rate > settings.max_seed_seconds:
             points.append(SearchPoint(size, 0.0, skipped=(
                 f"skipped: seeding {size - have:,} more products would take about {(size - have) / rate:.0f} s "
@@ -61,8 +60,6 @@ def search_at_sizes(settings, catalogue, base_url, wrk, sizes, profile=None, log
         log(f"seeding to {size:,} products")
         seconds = catalogue.grow_to(size)
         catalogue.analyze()
-        if size > have and seconds > 0:
-            rate = (size - have) / seconds
         point = SearchPoint(size, seconds)
         for mix, paths in search_requests(catalogue.category_ids, rng).items():
             target = profile if (profile and size == settings.products and mix == "filters") else None
@@ -101,7 +98,7 @@ class OrderEvents(threading.Thread):
         self.connection = Connection(amqp_uri)
         exchange = Exchange("orders.events", type="topic", durable=True)
         self.queue = Queue(f"bench-orders-{uuid.uuid4().hex}", exchange=exchange, auto_delete=True,
-                           exclusive=True, bindings=None, routing_key="order.*")
+                           exclusive=True, routing_key="order.*")
         self.seen = {"order.created": {}, "order.paid": {}}
         self.stopping = threading.Event()
         self.ready = threading.Event()

@@ -30,6 +30,7 @@ class Catalogue:
         self.inventory_engine = make_engine(inventory_uri)
         self.rng = random.Random(seed)
         self.category_ids = []
+        self.rate = None  # products/s of the last bulk load
 
     def count(self):
         with self.products_engine.connect() as connection:
@@ -50,12 +51,15 @@ class Catalogue:
         """Add products (with stock) until the catalogue holds ``total``; returns the seconds it took."""
         started = time.monotonic()
         categories = self.ensure_categories()
-        have = self.count()
+        have = start = self.count()
         while have < total:
             size = min(CHUNK, total - have)
             self._insert_chunk(have, size, categories, on_hand)
             have += size
-        return time.monotonic() - started
+        seconds = time.monotonic() - started
+        if have - start >= CHUNK:
+            self.rate = (have - start) / seconds
+        return seconds
 
     def _insert_chunk(self, start, size, categories, on_hand):
         now, rng = utcnow(), self.rng

@@ -25,7 +25,8 @@ from nameko_grpc.errors import GrpcError
 from common.correlation import CorrelationId
 from common.errors import Conflict, DependencyUnavailable
 from common.events import domain_event_handler, make_envelope
-from common.metrics import Metrics
+from common.health import Operational
+from common.metrics import Metrics, count_domain_event
 from payment_provider.client import PaymentProviderClient
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ messages = PaymentProviderClient.messages
 UNREACHABLE = (StatusCode.UNAVAILABLE, StatusCode.DEADLINE_EXCEEDED, StatusCode.CANCELLED)
 
 
-class PaymentsService:
+class PaymentsService(Operational):
     name = "payments"
 
     provider = PaymentProviderClient()
@@ -62,7 +63,8 @@ class PaymentsService:
         if payment["status"] in ("authorized", "captured"):
             self._publish("payment.authorized", payment)
         else:
-            self._publish("payment.failed", {**payment, "failure_reason": payment["failure_reason"] or "declined"})
+            reason = payment["failure_reason"] or payment["status"]
+            self._publish("payment.failed", {**payment, "failure_reason": reason, "reason": reason})
 
     @rpc
     def get_payment(self, order_id):
@@ -106,6 +108,7 @@ class PaymentsService:
     def _publish(self, event_type, payment):
         self.dispatch(event_type, make_envelope(event_type, payment["order_id"], payment, source=self.name,
                                                 correlation_id=self.correlation.id))
+        count_domain_event(self.name, event_type)
 
     @staticmethod
     def _key(order_id):

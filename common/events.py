@@ -33,12 +33,17 @@ def rfc3339(moment):
     return moment.replace(microsecond=0).isoformat() + "Z"
 
 
+def rfc3339_millis(moment):
+    """Event times keep milliseconds: relay lag is measured from them."""
+    return moment.isoformat(timespec="milliseconds") + "Z"
+
+
 def make_envelope(event_type, aggregate_id, data, source, correlation_id=None, event_version=1):
     return {
         "event_id": str(uuid.uuid4()),
         "event_type": event_type,
         "event_version": event_version,
-        "occurred_at": rfc3339(utcnow()),
+        "occurred_at": rfc3339_millis(utcnow()),
         "source": source,
         "correlation_id": correlation_id,
         "aggregate_id": str(aggregate_id),

@@ -47,7 +47,7 @@ from werkzeug.wrappers import Request, Response
 from common.correlation import CORRELATION_KEY, REQUEST_ID_HEADER, acceptable_request_id
 from common.errors import DomainError, Unauthorized
 from common.events import rfc3339
-from gateway.auth import Auth, InvalidToken, bearer_token, decode_token
+from gateway.auth import Auth, bearer_token, decode_token
 from gateway.ratelimit import RateLimiter, client_address, route_class
 from gateway.security import EdgePolicy, is_preflight
 
@@ -271,7 +271,7 @@ class ApiServer(WebServer):
         if self.jwt_secret and "Authorization" in request.headers:
             try:
                 return "user:" + str(decode_token(bearer_token(request), self.jwt_secret)["sub"])
-            except InvalidToken:
+            except Unauthorized:
                 pass
         return "ip:" + client_address(request, self.trusted_proxies)
 

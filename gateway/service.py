@@ -6,16 +6,19 @@ It holds no business logic: each route validates its input, calls a service over
 
 from common.correlation import CorrelationId
 from common.metrics import Metrics
-from gateway.auth import Auth
+from gateway.auth import AccountEvents, Auth
 from gateway.routes.accounts import AccountRoutes
 from gateway.routes.catalogue import CatalogueRoutes
+from gateway.routes.docs import DocsRoutes
 from gateway.routes.invoices import InvoiceRoutes
 from gateway.routes.operations import OperationsRoutes
+from gateway.routes.orders import OrderRoutes
 from gateway.routes.stock import StockRoutes
 from gateway.rpc import ServiceRpc
 
 
-class GatewayService(AccountRoutes, CatalogueRoutes, StockRoutes, OperationsRoutes, InvoiceRoutes):
+class GatewayService(AccountRoutes, CatalogueRoutes, StockRoutes, OrderRoutes, OperationsRoutes, InvoiceRoutes,
+                     DocsRoutes, AccountEvents):
     name = "gateway"
 
     accounts_rpc = ServiceRpc("accounts")

@@ -34,7 +34,7 @@ class Money(fields.Decimal):
         amount = super()._deserialize(value, attr, data, **kwargs)
         if abs(amount) >= MONEY_LIMIT:
             raise self.make_error("too_large")
-        return amount
+        return amount.copy_abs() if amount.is_zero() else amount  # "-0.001" is "0.00", not "-0.00"
 
 
 class Timestamp(fields.DateTime):

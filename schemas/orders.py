@@ -11,7 +11,7 @@ PAYMENT_STATUSES = ("pending", "authorized", "failed", "refunded")
 MAX_ID = 2**63 - 1
 MAX_QUANTITY = 1000
 MAX_LINES = 100
-IDEMPOTENCY_KEY = Length(min=1, max=255)
+IDEMPOTENCY_KEY_MAX = 255
 
 
 class OrderItemInputSchema(Schema):

@@ -9,6 +9,21 @@ import eventlet
 
 eventlet.monkey_patch()  # noqa: E402  -- must precede every other import, or the suite hangs
 
+
+def _green_ssl_for_early_urllib3():
+    # A pytest plugin (schemathesis) imports urllib3 before this file runs, so urllib3 keeps the unpatched
+    # SSLContext, whose options setter then recurses forever into eventlet's subclass (boto3 clients fail).
+    import ssl
+    import sys
+
+    for name in ("urllib3.util.ssl_", "requests.packages.urllib3.util.ssl_"):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "SSLContext", None) is not ssl.SSLContext:
+            module.SSLContext = ssl.SSLContext
+
+
+_green_ssl_for_early_urllib3()
+
 import os  # noqa: E402
 import uuid  # noqa: E402
 import warnings  # noqa: E402

@@ -4,8 +4,8 @@ import base64
 
 from werkzeug.wrappers import Response
 
-from common.errors import Forbidden
 from gateway.http import api
+from gateway.routes.orders import own_order
 from schemas.notifications import InvoiceLinkSchema
 
 
@@ -17,9 +17,7 @@ class InvoiceRoutes:
          description="A presigned S3 URL (or a signed gateway URL in development) valid until `expires_at`; "
                      "404 `invoice_not_found` until the order is paid.")
     def get_invoice(self, request, order_id, user):
-        order = self.orders_rpc.get_order(order_id)
-        if user["role"] != "admin" and order["customer_id"] != user["id"]:
-            raise Forbidden("This order belongs to another customer.", code="forbidden")
+        own_order(self.orders_rpc.get_order(order_id), user)
         return self.notifications_rpc.get_invoice(order_id)
 
     @api("GET", "/invoices/<token>", summary="Download an invoice PDF through a signed link", tags=["Orders"],

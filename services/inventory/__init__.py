@@ -1,0 +1,1 @@
+"""Inventory: stock per product, and the stock that orders hold (reserve, commit, release)."""

@@ -94,7 +94,10 @@ def reserve(session, order_key, lines):
 
 
 def insufficient_stock(session, short):
-    available = {s.product_id: s.available for s in stock_levels(session, [p for p, _ in short])}
+    # A locking read: a plain one would show MySQL's transaction snapshot, which may predate the failed UPDATE.
+    rows = session.scalars(select(Stock).where(Stock.product_id.in_([p for p, _ in short])).with_for_update(read=True)
+                           .execution_options(populate_existing=True))
+    available = {s.product_id: s.available for s in rows}
     products = [{"product_id": p, "requested": q, "available": max(available.get(p, 0), 0)} for p, q in short]
     return Conflict("Not enough stock for some products.", details={"products": products},
                     code="insufficient_stock")

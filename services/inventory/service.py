@@ -15,13 +15,13 @@ from nameko.rpc import rpc
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from common.correlation import CorrelationId
+from common.db import Database
 from common.errors import DependencyUnavailable, NotFound, ValidationFailed
 from common.events import domain_event_handler, first_delivery
 from common.metrics import Metrics
 from common.outbox import Outbox
 from schemas.inventory import OrderReferenceSchema, ReserveSchema, StockUpdateSchema
 from services.inventory import ledger
-from services.inventory.database import SerialisedDatabase
 from services.inventory.models import RELEASED, Base, OutboxMessage, ProcessedEvent
 
 ATTEMPTS = 8
@@ -31,7 +31,7 @@ RETRYABLE = (IntegrityError, OperationalError, ledger.ConcurrentChange)
 class InventoryService:
     name = "inventory"
 
-    db = SerialisedDatabase(Base, session_options={"expire_on_commit": False})
+    db = Database(Base, session_options={"expire_on_commit": False})
     outbox = Outbox(OutboxMessage)
     correlation = CorrelationId()
     metrics = Metrics()

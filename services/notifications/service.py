@@ -35,6 +35,7 @@ from common.db import Database
 from common.errors import NotFound, ValidationFailed
 from common.events import domain_event_handler, first_delivery, rfc3339, utcnow
 from common.metrics import Metrics
+from common.outbox import Outbox
 from schemas.notifications import NotificationSchema, NotificationSentSchema
 from services.notifications.channels import Mailer, PermanentFailure, Sms, setting
 from services.notifications.invoices import InvoiceStore, render_invoice_pdf, shop_details
@@ -52,7 +53,6 @@ from services.notifications.models import (
     due_notification_ids,
     invoice_for_order,
 )
-from services.notifications.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

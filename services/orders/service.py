@@ -31,9 +31,10 @@ from common.correlation import CorrelationId
 from common.db import Database
 from common.errors import Conflict, DependencyUnavailable, DomainError, NotFound, ValidationFailed
 from common.events import domain_event_handler, first_delivery
+from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
-from schemas.orders import ORDER_STATUSES, OrderCreateSchema, OrderQuerySchema
+from schemas.orders import IDEMPOTENCY_KEY_MAX, ORDER_STATUSES, OrderCreateSchema, OrderQuerySchema
 from services.orders.models import (
     CANCELLED,
     COMMIT,
@@ -65,9 +66,10 @@ NEXT_STEPS = {PAID: SHIPPED, SHIPPED: DELIVERED}
 CANCELLABLE = (PENDING_PAYMENT, PAID)
 CHARGED = ("authorized", "captured")
 REPLAY_ATTEMPTS = 3
+PAYMENT_STATUS_AFTER_REFUND = {"refunded": "refunded", "voided": "voided", "declined": "failed"}
 
 
-class OrdersService:
+class OrdersService(Operational):
     name = "orders"
 
     db = Database(Base)
@@ -167,7 +169,8 @@ class OrdersService:
     def _validated(self, customer_id, items, shipping_address, payment_token, idempotency_key):
         if not isinstance(customer_id, int) or isinstance(customer_id, bool) or customer_id < 1:
             raise ValidationFailed("Invalid customer.", {"customer_id": ["Must be a positive integer."]})
-        if idempotency_key is not None and not (isinstance(idempotency_key, str) and 0 < len(idempotency_key) <= 255):
+        if idempotency_key is not None and not (isinstance(idempotency_key, str)
+                                                and 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX):
             raise ValidationFailed("Invalid Idempotency-Key.", {"idempotency_key": ["1-255 characters."]})
         request = self._load(OrderCreateSchema(), {"items": items, "shipping_address": shipping_address,
                                                    "payment_token": payment_token})
@@ -329,8 +332,8 @@ class OrdersService:
     def _refund(self, order_id):
         payment = self.payments.refund_payment(order_id)
         values = {"refund_pending": False}
-        if payment and payment["status"] in ("refunded", "voided"):
-            values["payment_status"] = payment["status"]
+        if payment and payment["status"] in PAYMENT_STATUS_AFTER_REFUND:
+            values["payment_status"] = PAYMENT_STATUS_AFTER_REFUND[payment["status"]]
         with self.db.get_session() as session:
             session.execute(update(Order).where(Order.id == order_id).values(**values))
 

@@ -10,6 +10,7 @@ from nameko.testing.services import entrypoint_waiter
 from bridge.payments import PaymentsService
 from common.errors import DependencyUnavailable
 from common.events import make_envelope
+from schemas.events import validate
 from tests.payment_provider.provider import payment_provider  # noqa: F401  (the fixture)
 from tests.support import wait_until
 
@@ -63,6 +64,9 @@ def test_every_sandbox_token_becomes_the_matching_payment_event(payments):
     assert authorized["source"] == "payments" and authorized["correlation_id"] == "corr-1"
     assert authorized["data"]["reference"].startswith("pay_") and authorized["data"]["amount"] == "25.00"
     assert "payment_token" not in authorized["data"]
+    assert events_for(3)[0]["data"]["reason"] == "card_declined"
+    for envelope in received:
+        validate(envelope)  # the Kafka contract (schemas/events)
 
 
 def test_a_timeout_gets_no_verdict_and_is_left_for_the_reconciler(payments):

@@ -2,14 +2,25 @@
 
 import pytest
 from nameko import config
+from nameko.events import event_handler
 from nameko.standalone.rpc import ServiceRpcClient
 from sqlalchemy import create_engine, select
 
 from common.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from services.accounts.models import User
 from services.accounts.service import AccountsService
+from tests.support import wait_until
 
 CHEAP_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 1024, "ARGON2_PARALLELISM": 1}
+deletions = []
+
+
+class DeletionWatcher:
+    name = "deletion_watcher"
+
+    @event_handler("accounts", "user.deleted")
+    def record(self, envelope):
+        deletions.append(envelope)
 
 
 @pytest.fixture
@@ -71,10 +82,15 @@ def test_wrong_password_and_unknown_email_fail_alike(accounts):
     assert wrong_password.value.code == "invalid_credentials"
 
 
-def test_a_deleted_user_is_gone_and_the_email_can_register_again(accounts):
+def test_a_deleted_user_is_gone_and_the_email_can_register_again(accounts, container_factory):
+    deletions.clear()
+    container_factory(DeletionWatcher).start()
     user = accounts.register("erin@example.com", "password-1", "Erin")
 
     accounts.delete_user(user["id"])
+
+    wait_until(lambda: deletions, message="user.deleted")
+    assert deletions[0]["aggregate_id"] == str(user["id"]) and deletions[0]["data"]["id"] == user["id"]
 
     with pytest.raises(NotFound) as gone:
         accounts.get_user(user["id"])

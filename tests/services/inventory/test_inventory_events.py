@@ -9,7 +9,6 @@ from common.errors import NotFound
 from common.events import make_envelope
 from tests.support import wait_until
 
-STOCK_EVENTS = ("stock.updated", "stock.reserved", "stock.released", "stock.committed", "stock.low")
 received = []
 
 
@@ -17,23 +16,11 @@ class StockWatcher:
     name = "stock_watcher"
 
     @event_handler("inventory", "stock.updated")
-    def updated(self, envelope):
-        received.append(envelope)
-
     @event_handler("inventory", "stock.reserved")
-    def reserved(self, envelope):
-        received.append(envelope)
-
     @event_handler("inventory", "stock.released")
-    def released(self, envelope):
-        received.append(envelope)
-
     @event_handler("inventory", "stock.committed")
-    def committed(self, envelope):
-        received.append(envelope)
-
     @event_handler("inventory", "stock.low")
-    def low(self, envelope):
+    def record(self, envelope):
         received.append(envelope)
 
 

@@ -3,6 +3,10 @@
 Events are dispatched as the orders and inventory services publish them; every test runs on SQLite and MariaDB.
 """
 
+import json
+from pathlib import Path
+
+import jsonschema
 import pytest
 import requests
 from nameko import config
@@ -15,6 +19,7 @@ from services.notifications.service import NotificationsService
 from tests.services.notifications.helpers import an_order, body_text, pdf_attachments, pdf_text, publish, smtp_config
 from tests.support import wait_until
 
+SENT_SCHEMA = json.loads((Path(__file__).parents[3] / "schemas/events/notification.sent.json").read_text())
 sent_events = []
 
 
@@ -28,7 +33,7 @@ class NotificationListener:
 
 @pytest.fixture
 def customer(accounts):
-    return accounts.register("ann@example.com", "correct horse", "Ann Lee")
+    return accounts.register("ann@example.com", "correct horse", "Ann Lee", phone="+447700900123")
 
 
 @pytest.fixture
@@ -71,11 +76,17 @@ def test_a_paid_order_mails_the_customer_a_confirmation_with_the_invoice_that_do
                      "9.00 USD", "12.00 USD", "Total", "21.00 USD", "VAT 20%", "3.50 USD", "17.50 USD", "Ann Lee"):
         assert expected in pdf, (expected, pdf)
 
-    [event] = wait_until(lambda: sent_events, message="notification.sent")
+    wait_until(lambda: len(sent_events) == 2, message="notification.sent for email and SMS")
+    event = next(e for e in sent_events if e["data"]["channel"] == "email")
     assert event["data"]["kind"] == "order_confirmation" and event["data"]["recipient"] == "ann@example.com"
     assert event["data"]["source_event_id"] == paid["event_id"] and event["data"]["order_id"] == 41
-    [record] = client.list_notifications(41)
-    assert record["status"] == "SENT" and record["attempts"] == 1 and record["channel"] == "email"
+    assert event["source"] == "notifications" and event["correlation_id"] == "test-correlation"
+    for envelope in sent_events:
+        jsonschema.validate(envelope, SENT_SCHEMA)
+    records = wait_until(lambda: (r := client.list_notifications(41)) and all(n["status"] == "SENT" for n in r)
+                         and r, message="email and SMS sent")
+    assert sorted((n["channel"], n["recipient"], n["attempts"]) for n in records) == [
+        ("email", "ann@example.com", 1), ("sms", "+447700900123", 1)]
 
 
 def test_each_order_event_sends_its_own_message_and_the_admin_hears_about_low_stock(
@@ -100,7 +111,7 @@ def test_each_order_event_sends_its_own_message_and_the_admin_hears_about_low_st
                              "Order #54 was delivered"}
     assert "card_declined" in body_text(subjects["Order #50: your payment did not go through"])
     assert "You were not charged" in body_text(subjects["Order #51 cancelled"])
-    assert "We refunded 21.00 USD" in body_text(subjects["Order #52 cancelled and refunded"])
+    assert "We are refunding 21.00 USD" in body_text(subjects["Order #52 cancelled and refunded"])
     assert "2 High Street" in body_text(subjects["Order #53 is on its way"])
     [alert] = wait_until(lambda: smtp_server.inbox.to("admin@example.com"), message="low stock alert")
     assert alert["Subject"] == "Low stock: product 11 has 3 left" and "threshold: 5" in body_text(alert)
@@ -123,7 +134,8 @@ def test_a_redelivered_event_sends_nothing_twice_and_other_statuses_send_nothing
         retry()
 
     assert [m["Subject"] for m in smtp_server.inbox.to("ann@example.com")] == ["Order #60 is on its way"]
-    assert [(n["kind"], n["status"]) for n in client.list_notifications(60)] == [("order_shipped", "SENT")]
+    assert sorted((n["kind"], n["channel"], n["status"]) for n in client.list_notifications(60)) == [
+        ("order_shipped", "email", "SENT"), ("order_shipped", "sms", "SENT")]
 
 
 def test_mail_sent_while_smtp_is_down_is_retried_until_it_arrives_once(

@@ -2,13 +2,17 @@
 gRPC provider as a subprocess, and a migrated database (SQLite and MariaDB)."""
 
 import itertools
+import json
 
 import pytest
 from nameko import config
 from nameko.standalone.rpc import ClusterRpcClient
+from sqlalchemy import select
 
 from bridge.payments import PaymentsService
+from common.db import make_engine
 from services.inventory.service import InventoryService
+from services.orders.models import OutboxMessage
 from services.orders.service import OrdersService
 from services.products.service import ProductsService
 from tests.payment_provider.provider import payment_provider  # noqa: F401  (the fixture)
@@ -54,6 +58,15 @@ class Saga:
     def wait_for_status(self, order_id, *statuses, timeout=20):
         return wait_until(lambda: (o := self.rpc.orders.get_order(order_id))["status"] in statuses and o,
                           timeout=timeout, message=f"order {order_id} to become {'/'.join(statuses)}")
+
+
+def outbox_events(db_uris):
+    engine = make_engine(db_uris["orders:Base"])
+    with engine.connect() as conn:
+        events = [json.loads(e) for e in conn.execute(select(OutboxMessage.envelope).order_by(OutboxMessage.id))
+                  .scalars()]
+    engine.dispose()
+    return events
 
 
 def start(container_factory, service_cls):

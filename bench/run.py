@@ -1,0 +1,131 @@
+"""`make bench`: floors, then the system as `make run` starts it (on MariaDB and Redis) under wrk; writes
+docs/benchmarks.md. Settings come from the environment (bench/settings.py; the table at the end of the report).
+"""
+
+import os
+import sys
+import warnings
+from datetime import UTC, datetime
+
+warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
+
+from bench import infra, kafka, profiling, report, scenarios  # noqa: E402
+from bench.floors import run_floors  # noqa: E402
+from bench.processes import ROOT, MemorySampler  # noqa: E402
+from bench.seed import Catalogue  # noqa: E402
+from bench.settings import Settings  # noqa: E402
+from bench.system import migrate, start_system  # noqa: E402
+
+REDIS_URI = "redis://127.0.0.1:6379/1"
+ORDER_PRODUCTS = 50  # ids 1..50, stocked for every order the run can place
+
+
+def say(message):
+    print(f"[bench] {message}", flush=True)
+
+
+def main():
+    settings = Settings()
+    started_at = datetime.now(UTC)
+    infra.ensure_services(ROOT)
+    wrk = infra.ensure_wrk()
+    for port in (settings.gateway_port, settings.floor_port):
+        if infra.port_answers("127.0.0.1", port):
+            sys.exit(f"bench: something already listens on 127.0.0.1:{port} "
+                     "(BENCH_GATEWAY_PORT / BENCH_FLOOR_PORT choose others)")
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    results = report.Results()
+    results.target_size = settings.products
+    vhost, databases = infra.Vhost("pos_bench").create(), infra.Databases().create()
+    infra.flush_redis(REDIS_URI)
+    broker = infra.Kafka(settings.work_dir / "log" / "tansu.log")
+    env = bench_env(settings, vhost, databases, broker)
+    try:
+        if settings.wants("floors"):
+            say("floors: bare @http, @http + one RPC, and the RPC-hop experiments")
+            results.floors = run_floors(settings, env, wrk, settings.work_dir / "log")
+        if settings.wants("kafka"):
+            say(f"raw confluent-kafka produce of {settings.kafka_messages:,} messages")
+            results.kafka_floor = kafka.produce_floor(broker.bootstrap, settings.kafka_messages)
+        if any(settings.wants(name) for name in ("read", "search", "orders", "relay")):
+            run_system_scenarios(settings, env, wrk, databases, broker, results)
+        server_versions = infra.server_versions(REDIS_URI)
+    finally:
+        say("cleaning up")
+        broker.stop()
+        vhost.delete()
+        databases.drop()
+        infra.flush_redis(REDIS_URI)
+    settings.output.parent.mkdir(parents=True, exist_ok=True)
+    settings.output.write_text(report.render(results, settings, server_versions, started_at, datetime.now(UTC)))
+    say(f"wrote {settings.output.relative_to(ROOT)}")
+    return 0
+
+
+def bench_env(settings, vhost, databases, broker):
+    address = f"127.0.0.1:{settings.gateway_port}"
+    return {**os.environ, **databases.env(), "PYTHONWARNINGS": "ignore", "POS_CONFIG": str(settings.config),
+            "AMQP_URI": vhost.amqp_uri, "REDIS_URI": REDIS_URI, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "PAYMENT_PROVIDER_ADDRESS": f"127.0.0.1:{infra.free_port()}", "GATEWAY_ADDRESS": address,
+            "PUBLIC_BASE_URL": f"http://{address}"}
+
+
+def run_system_scenarios(settings, env, wrk, databases, broker, results):
+    say("migrating the pos_bench_* databases and starting the system (config/bench.yml)")
+    migrate(settings, env)
+    fleet, results.started_processes = start_system(settings, env, env["PAYMENT_PROVIDER_ADDRESS"])
+    sampler = MemorySampler(fleet.pids()).start()
+    catalogue = Catalogue(databases.uri("products"), databases.uri("inventory"))
+    base_url = f"http://127.0.0.1:{settings.gateway_port}"
+    pids = fleet.pids()
+
+    def profile(*names):
+        return {name: pids[name] for name in names if name in pids} if settings.profile else None
+
+    try:
+        catalogue.grow_to(ORDER_PRODUCTS, on_hand=10_000_000)
+        sizes = sorted(settings.search_sizes) if settings.wants("search") else []
+        small, large = [s for s in sizes if s <= settings.products], [s for s in sizes if s > settings.products]
+        if small:
+            sampler.phase = "search"
+            results.search += scenarios.search_at_sizes(settings, catalogue, base_url, wrk, small,
+                                                        profile("products"), say)
+        if settings.wants("read"):
+            sampler.phase = "read"
+            catalogue.grow_to(ORDER_PRODUCTS + settings.warm_products)
+            ids = range(ORDER_PRODUCTS + 1, ORDER_PRODUCTS + settings.warm_products + 1)
+            say("GET /products/{id}, cache warm")
+            results.read = scenarios.warm_read(settings, base_url, ids, wrk, profile("gateway", "products"))
+        if settings.wants("orders"):
+            sampler.phase = "orders"
+            say("POST /orders to PAID")
+            results.orders = scenarios.place_orders(settings, base_url, list(range(1, ORDER_PRODUCTS + 1)), wrk,
+                                                    env["AMQP_URI"], profile("gateway", "orders"), log=say)
+        if settings.wants("relay"):
+            sampler.phase = "relay"
+            say(f"relay of {settings.relay_events:,} events AMQP -> Kafka")
+            results.relay = relay(settings, env, broker, profile("kafka_bridge"))
+        if large:
+            sampler.phase = "search (large)"
+            results.search += scenarios.search_at_sizes(settings, catalogue, base_url, wrk, large, log=say)
+    finally:
+        sampler.stop()
+        results.memory = sampler.peaks
+        catalogue.close()
+        failed = fleet.check()
+        if failed:
+            results.notes.append(f"{failed[0]} exited (code {failed[1]}) during the run: see var/bench/log/")
+        fleet.stop()
+
+
+def relay(settings, env, broker, profile):
+    seconds = settings.relay_events / settings.relay_rate
+    recorders = [(name, out, profiling.start(pid, seconds, out)) for name, pid in (profile or {}).items()
+                 for out in [settings.work_dir / f"profile-{name}-relay.txt"]]
+    result = kafka.relay(env["AMQP_URI"], broker.bootstrap, settings.relay_events, "pos.", settings.relay_rate)
+    result.profiles = [profiling.finish(name, recorder, out) for name, out, recorder in recorders]
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The payment saga end to end: every sandbox token's outcome, the reconciler, and a provider killed mid-saga."""
+
+import eventlet
+import grpc
+
+from bridge.payments import PaymentsService
+from payment_provider import protos
+from tests.services.orders.conftest import start
+from tests.support import wait_until
+
+pb, pb_grpc = protos()
+
+
+class PaymentsWithoutSaga(PaymentsService):
+    """The payments service with its order.created handler gone: nothing reports what the provider did."""
+
+    def authorize_payment(self, envelope):
+        raise AssertionError("not an entrypoint here")
+
+
+def settled_stock(saga, product_id, on_hand):
+    """Wait until nothing is held for orders any more, then check what is on the shelf."""
+    stock = wait_until(lambda: (s := saga.stock(product_id))["reserved"] == 0 and s, message="stock settled")
+    assert stock["on_hand"] == on_hand
+    return stock
+
+
+def test_a_good_card_pays_the_order_and_commits_its_stock(saga):
+    widget = saga.product(stock=10, price="5.00")
+    order = saga.order([{"product_id": widget["id"], "quantity": 3}], token="tok_visa")
+
+    paid = saga.wait_for_status(order["id"], "PAID")
+
+    assert paid["payment"]["status"] == "authorized" and paid["payment"]["reference"].startswith("pay_")
+    assert paid["invoice_url"] == f"https://shop.example/orders/{order['id']}/invoice"
+    assert [h["status"] for h in paid["history"]] == ["PENDING_PAYMENT", "PAID"]
+    settled_stock(saga, widget["id"], on_hand=7)
+
+
+def test_every_sandbox_token_has_its_outcome(saga):
+    widget = saga.product(stock=100, price="10.00")
+    luxury = saga.product(stock=5, price="10000.01")
+    tokens = {"tok_visa": ("PAID", None), "tok_mastercard": ("PAID", None),
+              "tok_chargeDeclined": ("PAYMENT_FAILED", "card_declined"),
+              "tok_insufficientFunds": ("PAYMENT_FAILED", "insufficient_funds"),
+              "tok_whatever": ("PAYMENT_FAILED", "invalid_token"),
+              "tok_timeout": ("PAYMENT_FAILED", "payment_timeout")}
+    orders = {token: saga.order([{"product_id": widget["id"], "quantity": 1}], token=token) for token in tokens}
+    too_large = saga.order([{"product_id": luxury["id"], "quantity": 1}], token="tok_visa")
+
+    for token, (status, reason) in tokens.items():
+        order = saga.wait_for_status(orders[token]["id"], "PAID", "PAYMENT_FAILED")
+        assert (order["status"], order["payment"].get("failure_reason")) == (status, reason), token
+        if reason:
+            assert order["history"][-1] == {"status": "PAYMENT_FAILED", "at": order["history"][-1]["at"],
+                                            "reason": reason}
+            assert order["invoice_url"] is None
+    refused = saga.wait_for_status(too_large["id"], "PAYMENT_FAILED")
+    assert refused["payment"]["failure_reason"] == "amount_too_large"
+    settled_stock(saga, widget["id"], on_hand=98)
+    settled_stock(saga, luxury["id"], on_hand=5)
+
+
+def test_an_authorisation_nobody_reported_ends_paid_not_failed(saga, container_factory):
+    saga.containers["payments"].stop()
+    start(container_factory, PaymentsWithoutSaga)
+    widget = saga.product(stock=4)
+    order = saga.order([{"product_id": widget["id"], "quantity": 2}], token="tok_visa")
+    channel = grpc.insecure_channel(saga.provider.address)
+    try:
+        pb_grpc.PaymentProviderStub(channel).Authorize(pb.AuthorizeRequest(
+            idempotency_key=str(order["id"]), amount=order["total"], currency="USD", token="tok_visa"), timeout=5)
+    finally:
+        channel.close()
+
+    paid = saga.wait_for_status(order["id"], "PAID", "PAYMENT_FAILED")
+
+    assert paid["status"] == "PAID" and paid["payment"]["status"] == "authorized"
+    settled_stock(saga, widget["id"], on_hand=2)
+
+
+def test_provider_killed_mid_saga_leaves_no_order_stuck_and_no_stock_held(saga):
+    widget = saga.product(stock=40, price="3.00")
+
+    def place(i):
+        return saga.order([{"product_id": widget["id"], "quantity": 2}], customer_id=i + 1)
+
+    first = [place(i) for i in range(5)]
+    saga.wait_for_status(first[0]["id"], "PAID", "PAYMENT_FAILED")
+    saga.provider.kill()
+    during = [place(i) for i in range(5, 10)]
+    eventlet.sleep(0.5)
+    saga.provider.start()
+    after = [place(i) for i in range(10, 12)]
+
+    finals = [saga.wait_for_status(o["id"], "PAID", "PAYMENT_FAILED") for o in first + during + after]
+    paid = [o for o in finals if o["status"] == "PAID"]
+    assert all(o["payment"]["failure_reason"] == "payment_timeout" for o in finals if o["status"] != "PAID")
+    assert {o["id"] for o in after} <= {o["id"] for o in paid}
+    settled_stock(saga, widget["id"], on_hand=40 - 2 * len(paid))
