@@ -14,7 +14,10 @@ TOPICS = {
     "product": "products",
     "category": "products",
     "notification": "notifications",
+    "user": "accounts",
 }
+# Fields that services need internally but downstream consumers must never see.
+PRIVATE_DATA_FIELDS = ("payment_token",)
 REQUIRED_FIELDS = ("event_id", "event_type", "aggregate_id")
 HEADERS = ("event_id", "event_type", "correlation_id")
 
@@ -44,6 +47,12 @@ def check_envelope(envelope):
         raise PoisonEvent("missing_field", "event_type is not a string")
 
 
+def public_data(data):
+    if not isinstance(data, dict):
+        return data
+    return {name: value for name, value in data.items() if name not in PRIVATE_DATA_FIELDS}
+
+
 def to_record(envelope, prefix, max_bytes):
     """Returns ``(topic, key, value, headers)`` for one envelope, or raises ``PoisonEvent``.
 
@@ -53,7 +62,8 @@ def to_record(envelope, prefix, max_bytes):
     check_envelope(envelope)
     topic = topic_for(envelope["event_type"], prefix)
     envelope = {**envelope, "aggregate_id": str(envelope["aggregate_id"]),
-                "correlation_id": envelope.get("correlation_id") or str(envelope["event_id"])}
+                "correlation_id": envelope.get("correlation_id") or str(envelope["event_id"]),
+                "data": public_data(envelope.get("data"))}
     try:
         value = json.dumps(envelope, allow_nan=False, separators=(",", ":")).encode()
     except (TypeError, ValueError) as exc:

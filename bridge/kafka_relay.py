@@ -10,12 +10,13 @@ Run: ``nameko run --config config/dev.yml bridge.kafka_relay``.
 
 from bridge.kafka_entrypoint import relay_events
 from bridge.kafka_producer import KafkaProducer
+from common.health import Operational
 from common.metrics import Metrics
 
 SOURCE_SERVICES = ("accounts", "products", "inventory", "orders", "payments", "notifications")
 
 
-class KafkaBridge:
+class KafkaBridge(Operational):
     name = "kafka_bridge"
 
     kafka = KafkaProducer()

@@ -15,7 +15,7 @@ from nameko import config
 
 from common.db import make_engine
 
-SERVICES_WITH_DATABASE = ("products", "inventory", "orders", "notifications", "gateway")
+SERVICES_WITH_DATABASE = ("accounts", "products", "inventory", "orders", "notifications")
 
 
 def database_uri(service):
@@ -23,7 +23,7 @@ def database_uri(service):
 
 
 def alembic_config(service, uri):
-    package = import_module(f"services.{service}" if service != "gateway" else "gateway")
+    package = import_module(f"services.{service}")
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(package.__file__).parent / "migrations"))
     cfg.attributes["service"] = service

@@ -5,6 +5,7 @@ It holds no business logic: each route validates its input, calls a service over
 """
 
 from common.correlation import CorrelationId
+from common.logging import LogContext
 from common.metrics import Metrics
 from gateway.auth import AccountEvents, Auth
 from gateway.routes.accounts import AccountRoutes
@@ -28,4 +29,5 @@ class GatewayService(AccountRoutes, CatalogueRoutes, StockRoutes, OrderRoutes, O
     notifications_rpc = ServiceRpc("notifications")
     auth = Auth()
     correlation = CorrelationId()
+    log_context = LogContext()
     metrics = Metrics()

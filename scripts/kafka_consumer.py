@@ -17,7 +17,7 @@ from collections import OrderedDict
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-TOPICS = ("orders", "payments", "inventory", "products", "notifications")
+TOPICS = ("orders", "payments", "inventory", "products", "notifications", "accounts")
 SEEN_CAPACITY = 100_000  # a real consumer keeps processed event ids in its own database, with its side effects
 
 

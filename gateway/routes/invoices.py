@@ -20,7 +20,8 @@ class InvoiceRoutes:
         own_order(self.orders_rpc.get_order(order_id), user)
         return self.notifications_rpc.get_invoice(order_id)
 
-    @api("GET", "/invoices/<token>", summary="Download an invoice PDF through a signed link", tags=["Orders"],
+    @api("GET", "/invoices/<token>", responses={200: "application/pdf"},
+         summary="Download an invoice PDF through a signed link", tags=["Orders"],
          description="The URL `GET /orders/{id}/invoice` hands out when invoices are kept in a local folder; "
                      "the token is the permission, and it expires.")
     def download_invoice(self, request, token):

@@ -34,7 +34,8 @@ class OperationsRoutes:
     def info(self, request):
         return health.info(str(config.get("ENVIRONMENT") or "unknown"))
 
-    @api("GET", "/metrics", summary="Prometheus metrics (text exposition format)", tags=OPERATIONS)
+    @api("GET", "/metrics", responses={200: "text/plain"}, summary="Prometheus metrics (text exposition format)",
+         tags=OPERATIONS)
     def metrics_text(self, request):
         body, content_type = latest()
         return Response(body, status=200, content_type=content_type)

@@ -13,6 +13,7 @@ from common.correlation import CorrelationId
 from common.db import Database
 from common.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from common.events import rfc3339, utcnow
+from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
 from schemas.accounts import CredentialsSchema, RegisterSchema, UserSchema
@@ -21,7 +22,7 @@ from services.accounts.models import Base, OutboxMessage, User, live_user, live_
 from services.accounts.passwords import hash_password, needs_rehash, verify_password, waste_a_verification
 
 
-class AccountsService:
+class AccountsService(Operational):
     name = "accounts"
 
     db = Database(Base, session_options={"expire_on_commit": False})

@@ -18,6 +18,7 @@ from common.correlation import CorrelationId
 from common.db import Database
 from common.errors import DependencyUnavailable, NotFound, ValidationFailed
 from common.events import domain_event_handler, first_delivery
+from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
 from schemas.inventory import OrderReferenceSchema, ReserveSchema, StockUpdateSchema
@@ -28,7 +29,7 @@ ATTEMPTS = 8
 RETRYABLE = (IntegrityError, OperationalError, ledger.ConcurrentChange)
 
 
-class InventoryService:
+class InventoryService(Operational):
     name = "inventory"
 
     db = Database(Base, session_options={"expire_on_commit": False})

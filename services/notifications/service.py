@@ -34,6 +34,7 @@ from common.correlation import CorrelationId
 from common.db import Database
 from common.errors import NotFound, ValidationFailed
 from common.events import domain_event_handler, first_delivery, rfc3339, utcnow
+from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
 from schemas.notifications import NotificationSchema, NotificationSentSchema
@@ -64,7 +65,7 @@ class RetryTimer(Timer):
         self.interval = float(setting("NOTIFY_RETRY_INTERVAL", self.interval))
 
 
-class NotificationsService:
+class NotificationsService(Operational):
     name = "notifications"
 
     db = Database(Base, session_options={"expire_on_commit": False})

@@ -9,7 +9,7 @@ from schemas.events import event_types, load_schema
 from tests.bridge.conftest import envelope
 
 TOPIC_OF = {"order": "orders", "payment": "payments", "stock": "inventory", "product": "products",
-            "category": "products", "notification": "notifications"}
+            "category": "products", "notification": "notifications", "user": "accounts"}
 
 
 @pytest.mark.parametrize("event_type", event_types())
@@ -58,3 +58,10 @@ def test_poison(body, reason):
     with pytest.raises(PoisonEvent) as caught:
         to_record(body, "pos.", 1000)
     assert caught.value.reason == reason and caught.value.detail
+
+
+def test_the_payment_token_never_leaves_for_kafka():
+    event = envelope("order.created", 4, {"id": 4, "status": "PENDING_PAYMENT", "payment_token": "tok_visa"}, "orders")
+    _, _, value, _ = to_record(event, "pos.", 10_000)
+    assert json.loads(value)["data"] == {"id": 4, "status": "PENDING_PAYMENT"}
+    assert event["data"]["payment_token"] == "tok_visa"  # the AMQP envelope itself is untouched
