@@ -10,6 +10,7 @@ through RPC and event headers, so ``grep <id> var/log/*.log`` follows one reques
 import contextvars
 import logging
 import os
+import time
 from datetime import UTC, datetime
 
 from nameko.extensions import DependencyProvider
@@ -80,15 +81,29 @@ def rfc3339_millis(created):
     return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+worker_log = logging.getLogger("pos.worker")
+
+
 class LogContext(DependencyProvider):
     """Binds the running worker to its greenlet so log records know their service and correlation id."""
 
     def setup(self):
+        self.started_at = {}
         if self.container.service_name not in _process_services:
             _process_services.append(self.container.service_name)
 
     def worker_setup(self, worker_ctx):
         _current_worker.set(worker_ctx)
+        self.started_at[worker_ctx] = time.perf_counter()
+
+    def worker_result(self, worker_ctx, result=None, exc_info=None):
+        # One line per handled call, so a request id can be followed through every service it touched.
+        started = self.started_at.pop(worker_ctx, None)
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1) if started is not None else None
+        outcome = type(exc_info[1]).__name__ if exc_info else "ok"
+        worker_log.info("handled %s.%s: %s in %s ms", self.container.service_name,
+                        worker_ctx.entrypoint.method_name, outcome, elapsed_ms,
+                        extra={"outcome": outcome, "duration_ms": elapsed_ms})
 
     def worker_teardown(self, worker_ctx):
         _current_worker.set(None)

@@ -145,7 +145,7 @@ def main(argv=None):
     parser.add_argument("--no-demo-data", action="store_true")
     args = parser.parse_args(argv)
     config_path = (ROOT / args.config).resolve()
-    for folder in ("db", "log", "mail", "invoices"):
+    for folder in ("db", "log"):
         (VAR / folder).mkdir(parents=True, exist_ok=True)
 
     settings = load_settings(config_path)
@@ -159,6 +159,7 @@ def main(argv=None):
 
     ensure_broker(settings)
     env = base_env(config_path)
+    env.setdefault("PUBLIC_BASE_URL", base_url)
     processes = Processes()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:

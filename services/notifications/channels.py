@@ -6,6 +6,7 @@ raise is transient, and the caller retries it later.
 
 import logging
 import mailbox
+import os
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -34,7 +35,10 @@ class MaildirBackend:
         self.path = path
 
     def send(self, message):
-        mailbox.Maildir(self.path, create=True).add(message)
+        # Maildir(create=True) only builds tmp/new/cur when the folder itself is missing.
+        for folder in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(self.path, folder), exist_ok=True)
+        mailbox.Maildir(self.path, create=False).add(message)
 
 
 class SmtpBackend:

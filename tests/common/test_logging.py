@@ -17,6 +17,7 @@ from common.correlation import CorrelationId
 from common.health import Operational
 from common.logging import JsonFormatter, WorkerContextFilter
 from gateway.http import api
+from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 log = logging.getLogger("tests.follow")
@@ -122,3 +123,32 @@ def test_the_config_logging_section_writes_json_lines(environment, capsys, monke
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["message"] == f"configured {environment}"
     assert {"timestamp", "level", "service", "logger", "correlation_id", "request_id"} <= set(line)
+
+
+def test_every_handled_call_logs_one_line_with_the_request_id(
+        rabbit_config, web_config, web_config_port, container_factory):
+    global heard
+    heard = Event()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(WorkerContextFilter())
+    handler.setFormatter(JsonFormatter())
+    worker_log = logging.getLogger("pos.worker")
+    worker_log.addHandler(handler)
+    worker_log.setLevel(logging.INFO)
+    try:
+        for cls in (Audit, Back, Front):
+            container_factory(cls).start()
+        requests.get(f"http://127.0.0.1:{web_config_port}/follow", headers={"X-Request-ID": "req-follow-2"},
+                     timeout=10)
+        heard.wait()
+        # the audit worker logs its line as it ends, just after it signalled
+        wait_until(lambda: stream.getvalue().count('"on_worked"') >= 1, message="the audit worker's line")
+    finally:
+        worker_log.removeHandler(handler)
+
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    handled = {(line["service"], line["entrypoint"], line["outcome"]) for line in lines
+               if line["correlation_id"] == "req-follow-2"}
+    assert handled == {("front", "follow", "ok"), ("back", "work", "ok"), ("audit", "on_worked", "ok")}
+    assert all(isinstance(line["duration_ms"], float) for line in lines)

@@ -32,6 +32,17 @@ def test_without_an_smtp_host_mail_lands_in_the_dev_maildir(tmp_path):
     assert parts["application/pdf"].get_payload(decode=True) == b"%PDF-1.4"
 
 
+def test_the_dev_maildir_may_already_exist_as_an_empty_folder(tmp_path):
+    (tmp_path / "mail").mkdir()
+    with config.patch({"SMTP_HOST": "", "MAILDIR_PATH": str(tmp_path / "mail"), "MAIL_FROM": "shop@example.com"}):
+        mailer = Mailer()
+        mailer.setup()
+
+    mailer.send("ann@example.com", "Hello", "plain", "<p>html</p>", [], message_key="notification-2")
+
+    assert [m["To"] for m in mailbox.Maildir(tmp_path / "mail").values()] == ["ann@example.com"]
+
+
 def mailer_with(backend):
     mailer = Mailer()
     mailer.backend, mailer.sender, mailer.sender_name = backend, "shop@example.com", "Shop"
