@@ -21,7 +21,7 @@ protos: $(VENV)/.installed
 	@if [ -f protos/payment.proto ]; then $(PY) -m payment_provider.build_protos; fi
 
 run: install
-	$(PY) -m scripts.run_system --config $(CONFIG)
+	PYTHONWARNINGS=ignore $(PY) -m scripts.run_system --config $(CONFIG)
 
 test: install
 	scripts/ensure-services.sh
@@ -36,7 +36,7 @@ deploy-check: install
 	scripts/deploy_check.sh
 
 seed: install
-	$(PY) -m scripts.seed --config $(CONFIG) --products $(N)
+	PYTHONWARNINGS=ignore $(PY) -m scripts.seed --config $(CONFIG) --products $(N)
 
 bench: install
 	$(PY) -m bench.run

@@ -1,6 +1,9 @@
 """Kafka: the raw confluent-kafka produce floor, and events relayed AMQP -> Kafka by the ``kafka_bridge`` process."""
 
 import json
+import multiprocessing
+import os
+import signal
 import threading
 import time
 import uuid
@@ -113,37 +116,90 @@ class TopicReader(threading.Thread):
         self.consumer.close()
 
 
-def relay(amqp_uri, bootstrap, count, prefix, rate=5000, timeout=120):
-    """Publish ``count`` envelopes to ``notifications.events`` as the outbox does (same exchange, routing key,
-    headers, persistent JSON), paced at ``rate`` per second; time each one out of Kafka."""
-    from kombu import Connection, Producer
+def publish_share(amqp_uri, tag, seqs, rate, start_at, done):
+    """One publisher process: ``seqs`` to ``notifications.events`` as the outbox does (same exchange, routing key,
+    headers, persistent JSON), paced at ``rate`` per second from ``start_at`` (0: as fast as it can). Plain py-amqp
+    with the body encoded once: kombu's ``Producer.publish`` cost more CPU than the relay it was measuring."""
+    import amqp
+    from kombu import Connection
     from nameko.standalone.events import get_event_exchange
 
-    tag = uuid.uuid4().hex
-    reader = TopicReader(bootstrap, prefix + RELAY_TOPIC, tag)
-    reader.start()
     exchange = get_event_exchange(RELAY_SOURCE)
     with Connection(amqp_uri) as connection:
-        producer = Producer(connection.channel(), exchange=exchange, serializer="json")
-        exchange(producer.channel).declare()
+        channel = connection.default_channel
+        exchange(channel).declare()
+        time.sleep(max(0.0, start_at - time.time()))
         started = time.time()
-        for seq in range(count):
+        for index, seq in enumerate(seqs):
             envelope = sample_envelope(seq, tag)
-            producer.publish(envelope, routing_key=RELAY_EVENT, delivery_mode=2, headers={
-                "nameko.correlation_id": envelope["correlation_id"], "event_id": envelope["event_id"],
-                "event_type": RELAY_EVENT})
-            ahead = started + (seq + 1) / rate - time.time()
+            channel.basic_publish(amqp.Message(
+                json.dumps(envelope), content_type="application/json", content_encoding="utf-8", delivery_mode=2,
+                application_headers={"nameko.correlation_id": envelope["correlation_id"],
+                                     "event_id": envelope["event_id"], "event_type": RELAY_EVENT}),
+                exchange=exchange.name, routing_key=RELAY_EVENT)
+            ahead = started + (index + 1) / rate - time.time() if rate else 0
             if ahead > 0.005:  # sleeping for less overshoots
                 time.sleep(ahead)
-        published = time.time() - started
+        channel.basic_qos(0, 1, False)  # a round trip: everything before it has reached the broker
+    done.put((started, time.time()))
+
+
+def publish_all(amqp_uri, tag, count, rate, publishers):
+    """``count`` events from ``publishers`` processes (one connection each), ``rate`` per second in all (0: no
+    pacing); returns ``(first publish, last publish)`` wall times."""
+    context = multiprocessing.get_context("spawn")
+    done = context.Queue()
+    start_at = time.time() + 2  # the processes start (imports) before anyone publishes
+    processes = [context.Process(target=publish_share, daemon=True, args=(
+        amqp_uri, tag, range(index, count, publishers), rate / publishers, start_at, done))
+        for index in range(publishers)]
+    for process in processes:
+        process.start()
+    spans = [done.get(timeout=600) for _ in processes]
+    for process in processes:
+        process.join(10)
+    return min(s for s, _ in spans), max(e for _, e in spans)
+
+
+def wait_for_arrivals(reader, count, timeout):
     deadline = time.monotonic() + timeout
     while len(reader.arrivals) < count and time.monotonic() < deadline:
         time.sleep(0.1)
     reader.stopping.set()
     reader.join(10)
-    arrivals = list(reader.arrivals.values())
+    return list(reader.arrivals.values())
+
+
+def relay(amqp_uri, bootstrap, count, prefix, rate=5000, publishers=3, timeout=120):
+    """Publish ``count`` envelopes paced at ``rate`` per second while the bridge runs; time each one out of Kafka."""
+    tag = uuid.uuid4().hex
+    reader = TopicReader(bootstrap, prefix + RELAY_TOPIC, tag)
+    reader.start()
+    started, finished = publish_all(amqp_uri, tag, count, rate, publishers)
+    arrivals = wait_for_arrivals(reader, count, timeout)
+    published = finished - started
     last = max((arrived for arrived, _lag in arrivals), default=started)
     return Throughput("events relayed AMQP -> Kafka (first publish to last arrival)", len(arrivals),
                       last - started, count - len(arrivals), count / published if published else 0.0,
                       percentiles([lag * 1000 for _arrived, lag in arrivals]),
-                      f"published at {count / published:,.0f}/s (target {rate:,}/s)" if published else "")
+                      f"published at {count / published:,.0f}/s (target {rate:,}/s) by {publishers} processes"
+                      if published else "")
+
+
+def drain(amqp_uri, bootstrap, count, prefix, bridge_pid, publishers=3, timeout=120):
+    """The relay alone: ``count`` envelopes queued while the bridge is paused (SIGSTOP), then timed from SIGCONT
+    to the last arrival on Kafka."""
+    tag = uuid.uuid4().hex
+    reader = TopicReader(bootstrap, prefix + RELAY_TOPIC, tag)
+    reader.start()
+    os.kill(bridge_pid, signal.SIGSTOP)
+    try:
+        publish_all(amqp_uri, tag, count, 0, publishers)
+    finally:
+        resumed = time.time()
+        os.kill(bridge_pid, signal.SIGCONT)
+    arrivals = wait_for_arrivals(reader, count, timeout)
+    last = max((arrived for arrived, _lag in arrivals), default=resumed)
+    return Throughput("events drained from a pre-loaded queue (resume to last arrival)", len(arrivals),
+                      last - resumed, count - len(arrivals), note=f"{count:,} events queued while the bridge was "
+                      "paused (SIGSTOP), then timed from SIGCONT")

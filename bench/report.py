@@ -19,6 +19,7 @@ class Results:
     search: list = field(default_factory=list)     # [SearchPoint]
     orders: object = None
     relay: object = None
+    relay_drain: object = None
     memory: dict = field(default_factory=dict)     # {phase: {process: MB}}
     notes: list = field(default_factory=list)
     started_processes: list = field(default_factory=list)
@@ -105,10 +106,13 @@ def targets(results):
         rows.append([f"search p99 < 50 ms at {at_size.products:,} products (filters)", f"{filters.p99:.1f} ms",
                      met(filters.p99 < 50)])
     if results.relay:
+        # paced at the target, a run's rate ends just under it (the last event's lag is in it): the relay's
+        # capacity is the drain rate of a pre-loaded queue, when measured
+        rate = (results.relay_drain or results.relay).rate
         lag = results.relay.lag_ms.get("p99")
         rows.append(["relay >= 5,000 events/s, lag p99 < 1 s",
-                     f"{results.relay.rate:,.0f}/s, lag p99 {lag:,.0f} ms" if lag is not None else "no events",
-                     met(results.relay.rate >= 5000 and lag is not None and lag < 1000)])
+                     f"{rate:,.0f}/s, lag p99 {lag:,.0f} ms" if lag is not None else "no events",
+                     met(rate >= 5000 and lag is not None and lag < 1000)])
     errors = total_errors(results)
     rows.append(["no errors", f"{errors} errors", met(errors == 0)])
     peak = max(results_memory(results).values(), default=0)
@@ -129,7 +133,7 @@ def total_errors(results):
     loads = [results.read] + [r for p in results.search for r in p.results]
     loads += [results.orders.load] if results.orders and results.orders.load else []
     errors = sum(load.errors for load in loads if load)
-    return errors + (results.relay.errors if results.relay else 0)
+    return errors + sum(relay.errors for relay in (results.relay, results.relay_drain) if relay)
 
 
 def results_memory(results):
@@ -239,10 +243,11 @@ def kafka_section(results):
     if floor:
         rows.append([floor.name, f"{floor.messages:,}", f"{floor.rate:,.0f}", "-", floor.errors, "-"])
     relay = results.relay
-    if relay:
-        lag = ", ".join(f"{k} {v:,.0f}" for k, v in relay.lag_ms.items()) or "-"
-        rows.append([relay.name, f"{relay.messages:,}", f"{relay.rate:,.0f}", lag, relay.errors,
-                     ratio(relay.rate, floor.rate) if floor else "-"])
+    for run in (relay, results.relay_drain):
+        if run:
+            lag = ", ".join(f"{k} {v:,.0f}" for k, v in run.lag_ms.items()) or "-"
+            rows.append([run.name, f"{run.messages:,}", f"{run.rate:,.0f}", lag, run.errors,
+                         ratio(run.rate, floor.rate) if floor else "-"])
     if not rows:
         return []
     text = [
@@ -250,8 +255,10 @@ def kafka_section(results):
         table(["run", "messages", "per second", "lag ms", "errors", "ratio to floor"], rows)]
     if relay:
         text.append(f"The bench published to `notifications.events` at {relay.publish_rate:,.0f} events/s "
-                    "(confirmed every 500). Lag: from the envelope's creation in the bench to its arrival at a "
-                    "Kafka consumer of the bench." + (f" Note: {relay.note}." if relay.note else ""))
+                    "(plain py-amqp, no confirms). Lag: from the envelope's creation in the bench to its arrival "
+                    "at a Kafka consumer of the bench." + (f" Note: {relay.note}." if relay.note else "")
+                    + (f" Drain: {results.relay_drain.note}; no lag is measured there (events wait while "
+                       "paused)." if results.relay_drain else ""))
     return text
 
 
@@ -301,6 +308,7 @@ removes what it created. Logs: `var/bench/log/`. Settings (environment):
 | `BENCH_SEARCH_SIZES` | 10000,100000,1000000 | sizes search is measured at |
 | `BENCH_MAX_SEED_SECONDS` | 240 | skip a size whose seeding is projected to take longer |
 | `BENCH_EVENTS` / `BENCH_KAFKA_MESSAGES` | 20000 / 50000 | relay events / raw produce messages |
+| `BENCH_RELAY_RATE` / `BENCH_RELAY_PUBLISHERS` | 5000 / 3 | relay publish rate (events/s) / publisher processes |
 | `BENCH_SCENARIOS` | floors,kafka,read,search,orders,relay | which parts run |
 | `BENCH_EXPERIMENTS` / `BENCH_PROFILE` | 1 / 1 | the RPC-hop experiments / py-spy profiles |
 | `BENCH_OUTPUT` | docs/benchmarks.md | where this report goes |"""

@@ -105,6 +105,9 @@ def run_system_scenarios(settings, env, wrk, databases, broker, results):
             sampler.phase = "relay"
             say(f"relay of {settings.relay_events:,} events AMQP -> Kafka")
             results.relay = relay(settings, env, broker, profile("kafka_bridge"))
+            say(f"drain of {settings.relay_events:,} events queued while the bridge was paused")
+            results.relay_drain = kafka.drain(env["AMQP_URI"], broker.bootstrap, settings.relay_events, "pos.",
+                                              pids["kafka_bridge"], settings.relay_publishers)
         if large:
             sampler.phase = "search (large)"
             results.search += scenarios.search_at_sizes(settings, catalogue, base_url, wrk, large, log=say)
@@ -122,7 +125,8 @@ def relay(settings, env, broker, profile):
     seconds = settings.relay_events / settings.relay_rate
     recorders = [(name, out, profiling.start(pid, seconds, out)) for name, pid in (profile or {}).items()
                  for out in [settings.work_dir / f"profile-{name}-relay.txt"]]
-    result = kafka.relay(env["AMQP_URI"], broker.bootstrap, settings.relay_events, "pos.", settings.relay_rate)
+    result = kafka.relay(env["AMQP_URI"], broker.bootstrap, settings.relay_events, "pos.", settings.relay_rate,
+                         settings.relay_publishers)
     result.profiles = [profiling.finish(name, recorder, out) for name, out, recorder in recorders]
     return result
 

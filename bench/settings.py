@@ -35,6 +35,7 @@ class Settings:
     warm_products: int = field(default_factory=lambda: _int("BENCH_WARM_PRODUCTS", 1000))
     relay_events: int = field(default_factory=lambda: _int("BENCH_EVENTS", 20_000))
     relay_rate: int = field(default_factory=lambda: _int("BENCH_RELAY_RATE", 5000))
+    relay_publishers: int = field(default_factory=lambda: _int("BENCH_RELAY_PUBLISHERS", 3))
     kafka_messages: int = field(default_factory=lambda: _int("BENCH_KAFKA_MESSAGES", 50_000))
     floor_experiments: bool = field(default_factory=lambda: os.environ.get("BENCH_EXPERIMENTS", "1") == "1")
     profile: bool = field(default_factory=lambda: os.environ.get("BENCH_PROFILE", "1") == "1")

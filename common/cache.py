@@ -1,6 +1,9 @@
 """Read-through cache: an in-process TTL cache by default, Redis when ``REDIS_URI`` is set.
 
 Values are JSON documents. The TTL comes from ``CACHE_TTL_SECONDS`` (per environment in config/).
+``SharedCache(namespace)`` reads another service's Redis entries (the gateway serves warm product reads from
+``products:product:{id}`` this way); without Redis it gives ``None``, because only a shared cache is invalidated
+by its owner's writes.
 """
 
 import json
@@ -130,3 +133,27 @@ class Cache(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return CacheClient(self.backend, self.namespace, self.stats)
+
+
+class SharedCache(Cache):
+    """Read access to the cache ``namespace`` (another service's) when it lives in Redis; ``None`` otherwise.
+
+    The owner fills and invalidates the entries; readers never write. One long-lived Redis client (and its
+    connection pool) per provider, shared by every worker.
+    """
+
+    def __init__(self, namespace):
+        super().__init__(namespace)
+
+    def setup(self):
+        uri = config.get("REDIS_URI")
+        ttl = int(config.get("CACHE_TTL_SECONDS") or 600)
+        self.backend = RedisBackend(uri, ttl) if uri else None
+        self.stats = {"hits": 0, "misses": 0}
+
+    def stop(self):
+        if self.backend is not None:
+            self.backend.client.close()
+
+    def get_dependency(self, worker_ctx):
+        return None if self.backend is None else CacheClient(self.backend, self.namespace, self.stats)

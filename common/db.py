@@ -6,16 +6,43 @@ import time
 import eventlet
 from nameko_sqlalchemy import Database as NamekoDatabase
 from sqlalchemy import create_engine, event
+from sqlalchemy.engine import make_url
 
 SQLITE_LOCK_WAIT_SECONDS = 30
+DEFAULT_MAX_WORKERS = 10
+# Connections a process holds besides its workers': the outbox relay's session and its advisory-lock connection,
+# a metrics scrape, a migration check.
+SPARE_CONNECTIONS = 4
+LOOPBACK_HOSTS = {None, "", "localhost", "127.0.0.1", "::1"}
+SSL_OPTIONS = ("ssl", "ssl_ca", "ssl_cert", "ssl_key", "ssl_capath", "ssl_cipher", "ssl_check_hostname",
+               "ssl_verify_cert", "ssl_verify_identity", "ssl_disabled")
 
 
-def engine_options(uri):
+def engine_options(uri, max_workers=DEFAULT_MAX_WORKERS):
     if uri.startswith("sqlite"):
         # Workers are greenlets: connections move between them, never across OS threads. timeout=0 because
         # SQLite's own lock wait is a blocking C call that would freeze every greenlet of the process.
         return {"connect_args": {"check_same_thread": False, "timeout": 0}}
-    return {"pool_pre_ping": True, "pool_recycle": 1800, "pool_size": 10, "max_overflow": 20}
+    # A pool smaller than the workers that use it at once opens and closes an overflow connection per checkout
+    # under load (a TCP connect, authentication and, with PyMySQL, an SSL context each time).
+    options = {"pool_pre_ping": True, "pool_recycle": 1800, "pool_size": max_workers + SPARE_CONNECTIONS,
+               "max_overflow": 10}
+    if _plain_loopback(uri):
+        options["connect_args"] = {"ssl_disabled": True}
+    return options
+
+
+def _plain_loopback(uri):
+    """A MySQL URI on this host with no TLS options of its own.
+
+    PyMySQL's default is "preferred" TLS, for which it builds a fresh SSL context (loading the system CA store,
+    ~10 ms of CPU) on every connect, even when the server offers no TLS. Over loopback TLS protects nothing, so
+    it is off; a URI naming a remote host keeps PyMySQL's default, and ``?ssl_ca=...`` makes TLS required.
+    """
+    url = make_url(uri)
+    if not url.drivername.startswith("mysql") or url.host not in LOOPBACK_HOSTS:
+        return False
+    return not any(option in url.query for option in SSL_OPTIONS)
 
 
 def _tune_sqlite(engine):
@@ -50,8 +77,8 @@ def begin_immediate(dbapi_connection):
         delay = min(delay * 2, 0.05)
 
 
-def make_engine(uri, **extra):
-    engine = create_engine(uri, **{**engine_options(uri), **extra})
+def make_engine(uri, max_workers=DEFAULT_MAX_WORKERS, **extra):
+    engine = create_engine(uri, **{**engine_options(uri, max_workers), **extra})
     if uri.startswith("sqlite"):
         _tune_sqlite(engine)
     return engine
@@ -63,5 +90,5 @@ class Database(NamekoDatabase):
     def setup(self):
         super().setup()
         self.engine.dispose()
-        self.engine = make_engine(self.db_uri, **self.engine_options)
+        self.engine = make_engine(self.db_uri, self.container.max_workers, **self.engine_options)
         self.Session.configure(bind=self.engine)

@@ -1,9 +1,11 @@
 """The gateway: the whole public HTTP API (../shared/API.md), composed from the route mixins in gateway/routes.
 
 It holds no business logic: each route validates its input, calls a service over RPC and maps errors
-(gateway/http.py). The RPC clients below are the only way out of the gateway.
+(gateway/http.py). The RPC clients below are the only way out of the gateway, besides reading the products
+service's Redis entries (``products_cache``) for warm product reads.
 """
 
+from common.cache import SharedCache
 from common.correlation import CorrelationId
 from common.logging import LogContext
 from common.metrics import Metrics
@@ -27,6 +29,7 @@ class GatewayService(AccountRoutes, CatalogueRoutes, StockRoutes, OrderRoutes, O
     inventory_rpc = ServiceRpc("inventory")
     orders_rpc = ServiceRpc("orders")
     notifications_rpc = ServiceRpc("notifications")
+    products_cache = SharedCache("products")
     auth = Auth()
     correlation = CorrelationId()
     log_context = LogContext()
