@@ -14,6 +14,7 @@ import threading
 import time
 
 import eventlet
+from marshmallow import ValidationError
 from nameko import config
 from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
@@ -68,8 +69,19 @@ def entrypoint_kind(entrypoint):
     return type(entrypoint).__name__.lower()
 
 
-def outcome_of(result, exc_info):
+def http_status_of(exc):
+    """The status the gateway answers for an exception its handler raised (gateway/http.py maps them)."""
+    if isinstance(exc, DomainError):
+        return exc.status
+    if isinstance(exc, ValidationError):
+        return 422
+    return getattr(exc, "code", None) if isinstance(getattr(exc, "code", None), int) else 500
+
+
+def outcome_of(result, exc_info, kind="rpc"):
     if exc_info is not None:
+        if kind == "http":
+            return "client_error" if http_status_of(exc_info[1]) < 500 else "error"
         return "domain_error" if isinstance(exc_info[1], DomainError) else "error"
     status = getattr(result, "status_code", None)
     if status is None and isinstance(result, tuple) and result and isinstance(result[0], int):
@@ -142,7 +154,7 @@ class Metrics(DependencyProvider):
         started = self.started_at.pop(worker_ctx, None)
         service, entrypoint = self.container.service_name, worker_ctx.entrypoint.method_name
         kind = entrypoint_kind(worker_ctx.entrypoint)
-        outcome = outcome_of(result, exc_info)
+        outcome = outcome_of(result, exc_info, kind)
         ENTRYPOINT_CALLS.labels(service, entrypoint, kind, outcome).inc()
         if exc_info is not None:
             ENTRYPOINT_ERRORS.labels(service, entrypoint, type(exc_info[1]).__name__).inc()

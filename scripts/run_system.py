@@ -29,7 +29,7 @@ NAMEKO_PROCESSES = [
     ("kafka_bridge", "bridge.kafka_relay:KafkaBridge"),
     ("gateway", "gateway.service:GatewayService"),
 ]
-METRICS_BASE_PORT = 9101
+METRICS_BASE_PORT = int(os.environ.get("METRICS_BASE_PORT", "9101"))  # another system may hold 9101..
 
 
 def say(message):

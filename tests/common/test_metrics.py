@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from marshmallow import ValidationError
 from nameko import config
 from nameko.exceptions import RemoteError
 from nameko.rpc import rpc
@@ -18,7 +19,7 @@ import bridge.kafka_metrics  # noqa: F401  -- the Kafka relay's metrics, queried
 from common.cache import Cache
 from common.correlation import CorrelationId
 from common.db import Database, make_engine
-from common.errors import NotFound
+from common.errors import DependencyUnavailable, NotFound
 from common.events import make_envelope
 from common.health import Operational
 from common.metrics import Metrics, outcome_of
@@ -200,3 +201,13 @@ def test_the_grafana_dashboard_queries_only_metrics_that_exist():
                for name in re.findall(r"\bpos_[a-z_]+", target["expr"])}
     defined = {family.name for family in REGISTRY.collect()}
     assert queried and queried <= defined, queried - defined
+
+
+@pytest.mark.parametrize("exc, outcome", [
+    (NotFound("no such product"), "client_error"),
+    (ValidationError({"sort": ["Unknown sort."]}), "client_error"),
+    (DependencyUnavailable("products is down"), "error"),
+    (ValueError("a bug"), "error"),
+])
+def test_an_http_handler_error_counts_by_the_status_the_client_got(exc, outcome):
+    assert outcome_of(None, (type(exc), exc, None), kind="http") == outcome
