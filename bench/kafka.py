@@ -120,6 +120,9 @@ def publish_share(amqp_uri, tag, seqs, rate, start_at, done):
     """One publisher process: ``seqs`` to ``notifications.events`` as the outbox does (same exchange, routing key,
     headers, persistent JSON), paced at ``rate`` per second from ``start_at`` (0: as fast as it can). Plain py-amqp
     with the body encoded once: kombu's ``Producer.publish`` cost more CPU than the relay it was measuring."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
     import amqp
     from kombu import Connection
     from nameko.standalone.events import get_event_exchange

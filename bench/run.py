@@ -122,7 +122,7 @@ def run_system_scenarios(settings, env, wrk, databases, broker, results):
 
 
 def relay(settings, env, broker, profile):
-    seconds = settings.relay_events / settings.relay_rate
+    seconds = settings.relay_events / settings.relay_rate + 2  # the publishers start 2 s after the profiler
     recorders = [(name, out, profiling.start(pid, seconds, out)) for name, pid in (profile or {}).items()
                  for out in [settings.work_dir / f"profile-{name}-relay.txt"]]
     result = kafka.relay(env["AMQP_URI"], broker.bootstrap, settings.relay_events, "pos.", settings.relay_rate,

@@ -4,7 +4,7 @@ The decorated method gets a list of envelopes and returns, for each, its ``Deliv
 stops it; an AMQP message is acked only when Kafka confirmed its delivery, so workers are free at once and many
 events are in flight (up to ``KAFKA_BRIDGE_PREFETCH``). Outcomes:
 
-- delivered: ack;
+- delivered: ack (with ``multiple=True`` once every earlier delivery is settled too: ``bridge.kafka_acks``);
 - retriable failure (broker down, timeout, anything unexpected): requeue after a pause, never dead-lettered;
 - ``PoisonEvent``, an undecodable body or a permanent Kafka rejection: published with the reason to the durable
   queue ``kafka_bridge.dead_letter``, then acked, and the relay goes on.
@@ -22,6 +22,7 @@ from nameko.exceptions import ContainerBeingKilled
 from nameko.messaging import Consumer
 from nameko.standalone.events import get_event_exchange
 
+from bridge.kafka_acks import AckWindow
 from bridge.kafka_metrics import FAILURES
 from bridge.kafka_producer import Delivery, DeliveryFailed
 
@@ -92,6 +93,7 @@ class EventRelay(Consumer):
         self.consumer_options.setdefault("prefetch_count", int(config.get("KAFKA_BRIDGE_PREFETCH", 2000)))
         self.consumer_options["on_decode_error"] = self.handle_undecodable
         self.dead_letters = DeadLetters(self.amqp_uri)
+        self.acks = AckWindow(functools.partial(self.container.spawn_managed_thread, identifier="EventRelay.acks"))
         self.batch = []
         super().setup()
 
@@ -100,6 +102,7 @@ class EventRelay(Consumer):
         super().start()
 
     def handle_message(self, body, message):
+        self.acks.received(message)
         if not self.batch:
             self.container.spawn_managed_thread(self.flush, identifier="EventRelay.flush")
         self.batch.append((body, message))
@@ -116,7 +119,7 @@ class EventRelay(Consumer):
                                         handle_result=functools.partial(self.handle_result, messages))
         except ContainerBeingKilled:
             for message in messages:
-                self.consumer.requeue_message(message)
+                self.requeue(message)
 
     def handle_result(self, messages, worker_ctx, result=None, exc_info=None):
         if exc_info is not None:
@@ -135,7 +138,7 @@ class EventRelay(Consumer):
     def settle(self, message, delivery):
         """Runs in the hub when Kafka reported on the message; must not block."""
         if delivery.error is None:
-            self.consumer.ack_message(message)
+            self.acks.confirm(message)
             return
         failure = DeliveryFailed(delivery.error)
         if failure.permanent:
@@ -145,6 +148,7 @@ class EventRelay(Consumer):
             self.container.spawn_managed_thread(functools.partial(self.retry_later, message, failure.name))
 
     def handle_undecodable(self, message, exc):
+        self.acks.received(message)
         self.container.spawn_managed_thread(
             functools.partial(self.dead_letter, message, "undecodable", f"{type(exc).__name__}: {exc}"))
 
@@ -155,12 +159,16 @@ class EventRelay(Consumer):
             log.exception("could not dead-letter a message; requeueing it")
             self.retry_later(message, "dead_letter_failed")
             return
-        self.consumer.ack_message(message)
+        self.acks.confirm(message)
 
     def retry_later(self, message, reason):
         FAILURES.labels("retried", reason).inc()
         eventlet.sleep(RETRY_DELAY)  # an outage should not become a hot redelivery loop
+        self.requeue(message)
+
+    def requeue(self, message):
         self.consumer.requeue_message(message)
+        self.acks.release(message)  # only now: a range ack sent before the requeue would have acked it
 
 
 relay_events = EventRelay.decorator
