@@ -108,6 +108,7 @@ class Kafka:
     def __init__(self, log_path):
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)  # a fresh checkout has no var/bench/log yet
         self.process = launch(self.port, log_path=log_path)
 
     def stop(self):

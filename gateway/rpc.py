@@ -52,16 +52,21 @@ class ServiceRpc(NamekoServiceRpc):
             self.timeout = float(config.get("RPC_TIMEOUT_SECONDS") or DEFAULT_TIMEOUT)
 
     def get_dependency(self, worker_ctx):
-        return TimedClient(super().get_dependency(worker_ctx), self.timeout, self.reply_listener)
+        # Built on first use: every request gets every client, and most use one or none.
+        return TimedClient(lambda: super(ServiceRpc, self).get_dependency(worker_ctx), self.timeout,
+                           self.reply_listener)
 
 
 class TimedClient:
-    def __init__(self, client, timeout, reply_listener):
-        self._client = client
+    def __init__(self, make_client, timeout, reply_listener):
+        self._make_client = make_client
+        self._client = None
         self._timeout = timeout
         self._reply_listener = reply_listener
 
     def __getattr__(self, method_name):
+        if self._client is None:
+            self._client = self._make_client()
         method = getattr(self._client, method_name)
 
         def call(*args, **kwargs):
