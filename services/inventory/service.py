@@ -23,7 +23,7 @@ from common.metrics import Metrics
 from common.outbox import Outbox
 from schemas.inventory import OrderReferenceSchema, ReserveSchema, StockUpdateSchema
 from services.inventory import ledger
-from services.inventory.models import RELEASED, Base, OutboxMessage, ProcessedEvent
+from services.inventory.models import RELEASED, RESERVED, Base, OutboxMessage, ProcessedEvent
 
 ATTEMPTS = 8
 RETRYABLE = (IntegrityError, OperationalError, ledger.ConcurrentChange)
@@ -86,9 +86,12 @@ class InventoryService(Operational):
         held = ledger.reservations_of(session, order_key(order_id))
         if held:
             return reservation_view(order_id, held)
-        for stock, quantity, was_low in ledger.reserve(session, order_key(order_id), ledger.merge_lines(items)):
+        reserved = ledger.reserve(session, order_key(order_id), ledger.merge_lines(items))
+        for stock, quantity, was_low in reserved:
             self._announce(session, "stock.reserved", stock, was_low, order_id=order_id, quantity=quantity)
-        return reservation_view(order_id, ledger.reservations_of(session, order_key(order_id)))
+        # The rows just written, in product order (merge_lines'), without reading them back under the row locks.
+        return {"order_id": order_id, "status": RESERVED,
+                "items": [{"product_id": stock.product_id, "quantity": quantity} for stock, quantity, _ in reserved]}
 
     def _settle(self, session, order_id, settle, event_type):
         rows, changes = settle(session, order_key(order_id))

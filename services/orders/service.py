@@ -24,7 +24,7 @@ import logging
 from marshmallow import ValidationError
 from nameko import config
 from nameko.rpc import rpc
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from common.correlation import CorrelationId
@@ -51,6 +51,7 @@ from services.orders.models import (
     OrderLine,
     OutboxMessage,
     ProcessedEvent,
+    StatusChange,
     cents,
     locked_order,
     order_for_key,
@@ -88,9 +89,9 @@ class OrdersService(Operational):
             if idempotency_key and (first := self._keyed_order(customer_id, idempotency_key)):
                 return {"order": first, "created": False}
             lines = lines or self._priced_lines(request["items"])
-            order_id = self._insert_reserving(customer_id, request, lines, idempotency_key)
-            if order_id is not None:
-                return {"order": self._reserve_and_accept(order_id, lines, payment_token), "created": True}
+            order = self._insert_reserving(customer_id, request, lines, idempotency_key)
+            if order is not None:
+                return {"order": self._reserve_and_accept(order, lines, payment_token), "created": True}
         raise Conflict("Another request with this Idempotency-Key is still being processed.",
                        code="idempotency_key_in_use")
 
@@ -200,20 +201,24 @@ class OrdersService(Operational):
                 "currency": product["currency"]}
 
     def _insert_reserving(self, customer_id, request, lines, idempotency_key):
-        """The order's row, not yet accepted: its id keys the stock reservation. None if the key is taken."""
+        """The order's row, not yet accepted: its id keys the stock reservation. None if the key is taken.
+
+        Returns the order as written, detached with its lines and (empty) history loaded, so accepting it needs
+        no second read.
+        """
         try:
-            with self.db.get_session() as session:
+            with self.db.Session(expire_on_commit=False, close_on_exit=True) as session:
                 order = Order(customer_id=customer_id, status=RESERVING, currency=lines[0]["currency"],
                               total_cents=sum(line["line_total_cents"] for line in lines),
                               shipping_address=json.dumps(request["shipping_address"]), refund_pending=False,
                               lines=[OrderLine(**{k: v for k, v in line.items() if k != "currency"})
-                                     for line in lines])
+                                     for line in lines], history=[])
                 session.add(order)
                 session.flush()
                 if idempotency_key:
                     session.add(IdempotencyKey(customer_id=customer_id, key=idempotency_key, order_id=order.id))
                     session.flush()
-                return order.id
+            return order
         except IntegrityError:
             if idempotency_key:
                 return None
@@ -234,25 +239,34 @@ class OrdersService(Operational):
                            code="idempotency_key_in_use")
         return outcome["order"]
 
-    def _reserve_and_accept(self, order_id, lines, payment_token):
+    def _reserve_and_accept(self, order, lines, payment_token):
         try:
-            self.inventory.reserve_stock(order_id, [{"product_id": line["product_id"], "quantity": line["quantity"]}
+            self.inventory.reserve_stock(order.id, [{"product_id": line["product_id"], "quantity": line["quantity"]}
                                                     for line in lines])
         except DomainError:
-            self._delete_reserving(order_id)  # all or nothing: nothing is held
+            self._delete_reserving(order.id)  # all or nothing: nothing is held
             raise
         try:
-            return self._accept(order_id, payment_token)
+            return self._accept(order, payment_token)
         except Exception:
-            self._guarded(self._abandon, order_id)
+            self._guarded(self._abandon, order.id)
             raise
 
-    def _accept(self, order_id, payment_token):
+    def _accept(self, order, payment_token):
+        """RESERVING -> PENDING_PAYMENT in one conditional UPDATE (the reconciler may have abandoned it meanwhile).
+
+        ``order`` is the detached row ``_insert_reserving`` wrote; nothing else changes a RESERVING order, so the
+        document is built from it instead of read back.
+        """
         with self.db.get_session() as session:
-            order = locked_order(session, order_id)
-            if order is None or order.status != RESERVING:
-                raise DependencyUnavailable("The order was abandoned while stock was being reserved; try again.")
             order.move_to(PENDING_PAYMENT)
+            accepted = session.execute(
+                update(Order).where(Order.id == order.id, Order.status == RESERVING)
+                .values(status=order.status, updated_at=order.updated_at).execution_options(synchronize_session=False))
+            if accepted.rowcount != 1:
+                raise DependencyUnavailable("The order was abandoned while stock was being reserved; try again.")
+            change = order.history[-1]
+            session.add(StatusChange(order_id=order.id, status=change.status, reason=change.reason, at=change.at))
             order_dict = self._dict(order)
             self.outbox.add(session, "order.created", order.id, {**order_dict, "payment_token": payment_token})
             return order_dict
@@ -313,8 +327,8 @@ class OrdersService(Operational):
     def _settle(self, order_id):
         """Carry out what the order owes inventory and the customer; the reconciler retries what fails here."""
         with self.db.get_session() as session:
-            order = session.get(Order, order_id)
-            stock_action, refund = (order.stock_action, order.refund_pending) if order else (None, False)
+            owed = session.execute(select(Order.stock_action, Order.refund_pending).where(Order.id == order_id)).first()
+            stock_action, refund = owed if owed else (None, False)
         if stock_action:
             self._guarded(self._move_stock, order_id, stock_action)
         if refund:
