@@ -142,8 +142,9 @@ def test_every_handled_call_logs_one_line_with_the_request_id(
         requests.get(f"http://127.0.0.1:{web_config_port}/follow", headers={"X-Request-ID": "req-follow-2"},
                      timeout=10)
         heard.wait()
-        # the audit worker logs its line as it ends, just after it signalled
-        wait_until(lambda: stream.getvalue().count('"on_worked"') >= 1, message="the audit worker's line")
+        # each worker logs its line as it ends, after its reply or signal went out
+        wait_until(lambda: all(f'"{name}"' in stream.getvalue() for name in ("follow", "work", "on_worked")),
+                   message="every worker's line")
     finally:
         worker_log.removeHandler(handler)
 

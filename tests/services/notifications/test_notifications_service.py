@@ -161,7 +161,8 @@ def test_mail_sent_while_smtp_is_down_is_retried_until_it_arrives_once(
             assert len(pdf_attachments(message)) == 1
             [record] = wait_until(lambda: [n for n in client.list_notifications(70) if n["status"] == "SENT"],
                                   message="notification marked sent")
-            assert record["last_error"] is None and record["attempts"] >= 3
+            # at least one failed attempt before the one that got through
+            assert record["last_error"] is None and record["attempts"] >= 2
             with entrypoint_hook(container, "retry_pending") as retry:
                 retry()
     assert len(smtp_down.inbox.messages) == 1
