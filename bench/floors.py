@@ -41,8 +41,9 @@ def measure(name, base_url, requests, settings, wrk, token=None, connections=Non
     return result
 
 
-def run_floor(kind, experiment, settings, env, wrk, log_dir, profile=False):
-    """Start the floor's processes with the experiment's settings, load it, stop them."""
+def run_floor(kind, experiment, settings, env, wrk, log_dir, profile=False, light=False):
+    """Start the floor's processes with the experiment's settings, load it, stop them; ``light`` also measures
+    it with ``light_connections`` (returned as a second result)."""
     port = settings.floor_port
     fleet = Fleet(log_dir, env)
     extra = {**(experiment.env or {}), "GATEWAY_ADDRESS": f"127.0.0.1:{port}", "METRICS_PORT": ""}
@@ -55,8 +56,13 @@ def run_floor(kind, experiment, settings, env, wrk, log_dir, profile=False):
         base_url = f"http://127.0.0.1:{port}"
         wait_for_http(f"{base_url}/{kind}", fleet)
         targets = {name: pid for name, pid in fleet.pids().items() if name.endswith("_0")} if profile else None
-        return measure(f"{kind}: {experiment.label}", base_url, [("GET", f"/{kind}")], settings, wrk,
-                       profile=targets)
+        result = measure(f"{kind}: {experiment.label}", base_url, [("GET", f"/{kind}")], settings, wrk,
+                         profile=targets)
+        if not light:
+            return result
+        return result, measure(f"{kind}: {experiment.label.replace(' (the floor)', '')}, light load "
+                               f"(-c{settings.light_connections})", base_url, [("GET", f"/{kind}")], settings, wrk,
+                               connections=settings.light_connections)
     finally:
         fleet.stop()
 
@@ -65,11 +71,16 @@ def run_floors(settings, env, wrk, log_dir):
     """``{"bare": [results], "hop": [results]}``; the first of each list is the floor proper."""
     bare = BARE if settings.floor_experiments else BARE[:1]
     hop = HOP if settings.floor_experiments else HOP[:1]
-    results = {"bare": [], "hop": []}
+    results = {"bare": [], "hop": [], "hop_light": None}
     for kind, experiments in (("bare", bare), ("hop", hop)):
         for index, experiment in enumerate(experiments):
             profile = settings.profile and kind == "hop" and index == 0
-            result = run_floor(kind, experiment, settings, env, wrk, log_dir, profile)
-            print(f"bench: floor {result.name}: {result.rps:.0f} req/s, p99 {result.p99:.1f} ms", flush=True)
-            results[kind].append(result)
+            light = kind == "hop" and index == 0 and settings.light_connections > 0
+            outcome = run_floor(kind, experiment, settings, env, wrk, log_dir, profile, light)
+            for result in outcome if light else (outcome,):
+                print(f"bench: floor {result.name}: {result.rps:.0f} req/s, p99 {result.p99:.1f} ms", flush=True)
+                if "light load" in result.name:
+                    results["hop_light"] = result
+                else:
+                    results[kind].append(result)
     return results

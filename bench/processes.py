@@ -74,7 +74,7 @@ def wait_for_http(url, fleet, timeout=90, accept=(200,)):
 
 
 class MemorySampler:
-    """Peak RSS (MB) of each process, per phase, sampled twice a second in a thread."""
+    """Peak RSS (MB) and CPU seconds of each process, per phase, sampled twice a second in a thread."""
 
     def __init__(self, pids):
         self.processes = {}
@@ -84,6 +84,7 @@ class MemorySampler:
             except psutil.NoSuchProcess:
                 pass
         self.peaks = {}
+        self.cpu = {}  # {phase: {process: [cpu seconds at the phase's first sample, at its last]}}
         self.phase = "idle"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -96,6 +97,17 @@ class MemorySampler:
     def stop(self):
         self._stop.set()
         self._thread.join(5)
+        self._sample()
+
+    def switch(self, phase):
+        """Start ``phase``: its CPU is counted from now (the previous phase's is closed by this sample)."""
+        self._sample()
+        self.phase = phase
+        self._sample()
+
+    def cpu_seconds(self):
+        return {phase: {name: last - first for name, (first, last) in used.items()}
+                for phase, used in self.cpu.items()}
 
     def _run(self):
         while not self._stop.wait(0.5):
@@ -103,12 +115,16 @@ class MemorySampler:
 
     def _sample(self):
         phase = self.peaks.setdefault(self.phase, {})
+        cpu = self.cpu.setdefault(self.phase, {})
         for name, process in self.processes.items():
             try:
                 rss = process.memory_info().rss / 2**20
+                times = process.cpu_times()
             except psutil.Error:
                 continue
             phase[name] = max(phase.get(name, 0.0), rss)
+            used = times.user + times.system
+            cpu.setdefault(name, [used, used])[1] = used
 
     def overall(self):
         peaks = {}

@@ -21,6 +21,7 @@ class Results:
     relay: object = None
     relay_drain: object = None
     memory: dict = field(default_factory=dict)     # {phase: {process: MB}}
+    cpu: dict = field(default_factory=dict)        # {phase: {process: CPU seconds}}
     notes: list = field(default_factory=list)
     started_processes: list = field(default_factory=list)
 
@@ -95,16 +96,25 @@ def targets(results):
                      met(results.read.rps >= needed)])
     orders = results.orders
     if orders and orders.load:
-        rows.append(["orders >= 100/s with p99 < 250 ms",
-                     f"{orders.load.rps:,.0f}/s, p99 {orders.load.p99:.0f} ms",
-                     met(orders.load.rps >= 100 and orders.load.p99 < 250)])
+        # both in one run: the full load, or the light one (whose latency does not include queueing)
+        runs = [run for run in (orders.load, orders.light) if run]
+        measured = "; ".join(f"{'light load ' if run is orders.light else ''}{run.rps:,.0f}/s, p99 {run.p99:.0f} ms"
+                             for run in runs)
+        rows.append(["orders >= 100/s with p99 < 250 ms", measured,
+                     met(any(run.rps >= 100 and run.p99 < 250 for run in runs))])
     else:
         rows.append(["orders >= 100/s with p99 < 250 ms", "not measured", "-"])
     at_size = next((p for p in results.search if p.results and p.products == search_target_size(results)), None)
     if at_size:
-        filters = at_size.results[0]
-        rows.append([f"search p99 < 50 ms at {at_size.products:,} products (filters)", f"{filters.p99:.1f} ms",
-                     met(filters.p99 < 50)])
+        # every mix; under the full load and at light load (the hop floor's own p99 under the full load is
+        # above 50 ms on this machine, see the floors)
+        worst = max(r.p99 for r in at_size.results)
+        light = max((r.p99 for r in at_size.light), default=None)
+        measured = f"full load {worst:.1f} ms" + (f"; light load {light:.1f} ms" if light is not None else "")
+        rows.append([f"search p99 < 50 ms at {at_size.products:,} products (filters and text)", measured,
+                     met(worst < 50) if light is None else
+                     ("**met at light load** (not under the full load)" if light < 50 and worst >= 50
+                      else met(light < 50))])
     if results.relay:
         # paced at the target, a run's rate ends just under it (the last event's lag is in it): the relay's
         # capacity is the drain rate of a pre-loaded queue, when measured
@@ -130,8 +140,8 @@ def met(ok):
 
 
 def total_errors(results):
-    loads = [results.read] + [r for p in results.search for r in p.results]
-    loads += [results.orders.load] if results.orders and results.orders.load else []
+    loads = [results.read] + [r for p in results.search for r in p.results + p.light]
+    loads += [results.orders.load, results.orders.light] if results.orders else []
     errors = sum(load.errors for load in loads if load)
     return errors + sum(relay.errors for relay in (results.relay, results.relay_drain) if relay)
 
@@ -167,6 +177,7 @@ def render(results, settings, server_versions, started_at, finished_at):
     parts += orders_section(results)
     parts += kafka_section(results)
     parts += memory_section(results)
+    parts += cpu_section(results)
     parts += profiles_section(results)
     if results.notes:
         parts += ["## Notes from this run", "\n".join(f"- {note}" for note in results.notes)]
@@ -180,10 +191,14 @@ def floors_section(results):
     runs = [load_row(r, floor_of(results, kind)) for kind in ("bare", "hop") for r in results.floors.get(kind, [])]
     if not runs:
         return []
+    if results.floors.get("hop_light"):
+        runs.append(load_row(results.floors["hop_light"]))
     return ["## Floors: what Nameko itself costs",
             "`bare`: a Nameko `@http` handler returning constant JSON. `hop`: an `@http` handler making one RPC to "
             "a service that returns a constant (bench/floor_services.py). The first row of each is the floor; the "
-            "others are the experiments that try to make the hop cheaper (ratio to the first row of its kind).",
+            "others are the experiments that try to make the hop cheaper (ratio to the first row of its kind). "
+            "The light-load row is the hop floor with few connections: the latency of one hop when requests "
+            "rarely wait for each other (the floor of the light-load rows below).",
             table(LOAD_HEADERS, runs)]
 
 
@@ -191,11 +206,15 @@ def scenarios_section(results, bare, hop):
     rows = []
     if results.read:
         rows.append(load_row(results.read, bare) + ["bare"])
+    hop_light = results.floors.get("hop_light")
     for point in results.search:
         if point.products == search_target_size(results):
             rows += [load_row(r, hop) + ["hop"] for r in point.results]
+            rows += [load_row(r, hop_light) + ["hop, light load"] for r in point.light]
     if results.orders and results.orders.load:
         rows.append(load_row(results.orders.load, hop) + ["hop"])
+    if results.orders and results.orders.light:
+        rows.append(load_row(results.orders.light, hop_light) + ["hop, light load"])
     if not rows:
         return []
     return ["## Scenarios", table(LOAD_HEADERS + ["floor"], rows)]
@@ -217,9 +236,9 @@ def search_section(results):
                          f"{r.rps:,.0f}", f"{r.p50:.1f}", f"{r.p99:.1f}", f"{r.load_average:.1f}"])
     return ["## Search latency as the catalogue grows",
             "`filters`: `category_id`, a 50-wide price window, `in_stock=true`, `sort=price` (served by the "
-            "`(category_id, price)` index). `text`: `q=<word>` (`LIKE '%word%'` on name, description, sku), "
-            "`in_stock=true`, `sort=-price`, pages 1-3. Seed seconds: bulk insert of the products added for that "
-            "size (bench/seed.py).",
+            "`(category_id, price)` index). `text`: `q=<word>` (a word-prefix match on name, description, sku: "
+            "MariaDB FULLTEXT), `in_stock=true`, `sort=-price`, pages 1-3. Seed seconds: bulk insert of the "
+            "products added for that size (bench/seed.py).",
             table(["products", "seed s", "mix", "req/s", "p50 ms", "p99 ms", "load avg"], rows)]
 
 
@@ -272,6 +291,27 @@ def memory_section(results):
             table(["process", *phases], rows)]
 
 
+def cpu_section(results):
+    """Where the machine's CPU went in each phase: the services' own share, and per order for the orders phase."""
+    phases = [phase for phase, used in results.cpu.items() if sum(used.values()) > 0.5]
+    if not phases:
+        return []
+    names = sorted({name for phase in phases for name in results.cpu[phase]},
+                   key=lambda name: -sum(results.cpu[phase].get(name, 0) for phase in phases))
+    rows = [[name, *(f"{results.cpu[phase].get(name, 0):.1f}" for phase in phases)] for name in names]
+    rows.append(["**all services**", *(f"{sum(results.cpu[phase].values()):.1f}" for phase in phases)])
+    text = ["## CPU: seconds each service process used, per phase (psutil user+system; RabbitMQ, MariaDB, Redis, "
+            "tansu and wrk not included)", table(["process", *phases], rows)]
+    orders = results.orders
+    if orders and not orders.skipped and orders.created and "orders" in results.cpu:
+        used = results.cpu["orders"]
+        per_order = ", ".join(f"{name} {1000 * seconds / orders.created:.1f}"
+                              for name, seconds in sorted(used.items(), key=lambda item: -item[1]) if seconds > 0.05)
+        text.append(f"Per order placed (CPU ms, {orders.created:,} orders, the saga of each included): "
+                    f"**{1000 * sum(used.values()) / orders.created:.1f} ms in all**: {per_order}.")
+    return text
+
+
 def profiles_section(results):
     loads = [r for kind in ("hop",) for r in results.floors.get(kind, [])[:1]]
     loads += [results.read] + [r for p in results.search for r in p.results]
@@ -311,4 +351,6 @@ removes what it created. Logs: `var/bench/log/`. Settings (environment):
 | `BENCH_RELAY_RATE` / `BENCH_RELAY_PUBLISHERS` | 5000 / 3 | relay publish rate (events/s) / publisher processes |
 | `BENCH_SCENARIOS` | floors,kafka,read,search,orders,relay | which parts run |
 | `BENCH_EXPERIMENTS` / `BENCH_PROFILE` | 1 / 1 | the RPC-hop experiments / py-spy profiles |
-| `BENCH_OUTPUT` | docs/benchmarks.md | where this report goes |"""
+| `BENCH_OUTPUT` | docs/benchmarks.md | where this report goes |
+| `BENCH_NAME` / `BENCH_REDIS_DB` | pos_bench / 1 | vhost, database prefix and `var/` folder / Redis db |
+| `BENCH_GATEWAY_PORT` / `BENCH_FLOOR_PORT` | 8100 / 8110 | ports (a second bench at once needs its own four) |"""

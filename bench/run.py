@@ -16,7 +16,7 @@ from bench.seed import Catalogue  # noqa: E402
 from bench.settings import Settings  # noqa: E402
 from bench.system import migrate, start_system  # noqa: E402
 
-REDIS_URI = "redis://127.0.0.1:6379/1"
+ORDER_PROCESSES = ("gateway", "orders", "inventory", "products", "notifications")  # profiled while orders run
 ORDER_PRODUCTS = 50  # ids 1..50, stocked for every order the run can place
 
 
@@ -36,10 +36,11 @@ def main():
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     results = report.Results()
     results.target_size = settings.products
-    vhost, databases = infra.Vhost("pos_bench").create(), infra.Databases().create()
-    infra.flush_redis(REDIS_URI)
+    redis_uri = f"redis://127.0.0.1:6379/{settings.redis_db}"
+    vhost, databases = infra.Vhost(settings.name).create(), infra.Databases(settings.name).create()
+    infra.flush_redis(redis_uri)
     broker = infra.Kafka(settings.work_dir / "log" / "tansu.log")
-    env = bench_env(settings, vhost, databases, broker)
+    env = bench_env(settings, vhost, databases, broker, redis_uri)
     try:
         if settings.wants("floors"):
             say("floors: bare @http, @http + one RPC, and the RPC-hop experiments")
@@ -49,23 +50,23 @@ def main():
             results.kafka_floor = kafka.produce_floor(broker.bootstrap, settings.kafka_messages)
         if any(settings.wants(name) for name in ("read", "search", "orders", "relay")):
             run_system_scenarios(settings, env, wrk, databases, broker, results)
-        server_versions = infra.server_versions(REDIS_URI)
+        server_versions = infra.server_versions(redis_uri)
     finally:
         say("cleaning up")
         broker.stop()
         vhost.delete()
         databases.drop()
-        infra.flush_redis(REDIS_URI)
+        infra.flush_redis(redis_uri)
     settings.output.parent.mkdir(parents=True, exist_ok=True)
     settings.output.write_text(report.render(results, settings, server_versions, started_at, datetime.now(UTC)))
     say(f"wrote {settings.output.relative_to(ROOT)}")
     return 0
 
 
-def bench_env(settings, vhost, databases, broker):
+def bench_env(settings, vhost, databases, broker, redis_uri):
     address = f"127.0.0.1:{settings.gateway_port}"
     return {**os.environ, **databases.env(), "PYTHONWARNINGS": "ignore", "POS_CONFIG": str(settings.config),
-            "AMQP_URI": vhost.amqp_uri, "REDIS_URI": REDIS_URI, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "AMQP_URI": vhost.amqp_uri, "REDIS_URI": redis_uri, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
             "PAYMENT_PROVIDER_ADDRESS": f"127.0.0.1:{infra.free_port()}", "GATEWAY_ADDRESS": address,
             "PUBLIC_BASE_URL": f"http://{address}"}
 
@@ -87,33 +88,34 @@ def run_system_scenarios(settings, env, wrk, databases, broker, results):
         sizes = sorted(settings.search_sizes) if settings.wants("search") else []
         small, large = [s for s in sizes if s <= settings.products], [s for s in sizes if s > settings.products]
         if small:
-            sampler.phase = "search"
+            sampler.switch("search")
             results.search += scenarios.search_at_sizes(settings, catalogue, base_url, wrk, small,
                                                         profile("products"), say)
         if settings.wants("read"):
-            sampler.phase = "read"
+            sampler.switch("read")
             catalogue.grow_to(ORDER_PRODUCTS + settings.warm_products)
             ids = range(ORDER_PRODUCTS + 1, ORDER_PRODUCTS + settings.warm_products + 1)
             say("GET /products/{id}, cache warm")
             results.read = scenarios.warm_read(settings, base_url, ids, wrk, profile("gateway", "products"))
         if settings.wants("orders"):
-            sampler.phase = "orders"
+            sampler.switch("orders")
             say("POST /orders to PAID")
             results.orders = scenarios.place_orders(settings, base_url, list(range(1, ORDER_PRODUCTS + 1)), wrk,
-                                                    env["AMQP_URI"], profile("gateway", "orders"), log=say)
+                                                    env["AMQP_URI"], profile(*ORDER_PROCESSES), log=say)
         if settings.wants("relay"):
-            sampler.phase = "relay"
+            sampler.switch("relay")
             say(f"relay of {settings.relay_events:,} events AMQP -> Kafka")
             results.relay = relay(settings, env, broker, profile("kafka_bridge"))
             say(f"drain of {settings.relay_events:,} events queued while the bridge was paused")
             results.relay_drain = kafka.drain(env["AMQP_URI"], broker.bootstrap, settings.relay_events, "pos.",
                                               pids["kafka_bridge"], settings.relay_publishers)
         if large:
-            sampler.phase = "search (large)"
+            sampler.switch("search (large)")
             results.search += scenarios.search_at_sizes(settings, catalogue, base_url, wrk, large, log=say)
     finally:
         sampler.stop()
         results.memory = sampler.peaks
+        results.cpu = sampler.cpu_seconds()
         catalogue.close()
         failed = fleet.check()
         if failed:
@@ -122,7 +124,8 @@ def run_system_scenarios(settings, env, wrk, databases, broker, results):
 
 
 def relay(settings, env, broker, profile):
-    seconds = settings.relay_events / settings.relay_rate + 2  # the publishers start 2 s after the profiler
+    # the publishers start after their imports and a warm-up (2-5 s after the profiler)
+    seconds = settings.relay_events / settings.relay_rate + 5
     recorders = [(name, out, profiling.start(pid, seconds, out)) for name, pid in (profile or {}).items()
                  for out in [settings.work_dir / f"profile-{name}-relay.txt"]]
     result = kafka.relay(env["AMQP_URI"], broker.bootstrap, settings.relay_events, "pos.", settings.relay_rate,

@@ -22,6 +22,7 @@ class SearchPoint:
     products: int
     seed_seconds: float
     results: list = field(default_factory=list)
+    light: list = field(default_factory=list)  # the same mixes at light load (the target size only)
     skipped: str = ""
 
 
@@ -65,6 +66,10 @@ def search_at_sizes(settings, catalogue, base_url, wrk, sizes, profile=None, log
             target = profile if (profile and size == settings.products and mix == "filters") else None
             point.results.append(measure(f"GET /products search ({mix}) at {size:,}", base_url, paths,
                                          settings, wrk, profile=target))
+            if size == settings.products and settings.light_connections > 0:
+                point.light.append(measure(f"GET /products search ({mix}) at {size:,}, light load "
+                                           f"(-c{settings.light_connections})", base_url, paths, settings, wrk,
+                                           connections=settings.light_connections))
         points.append(point)
     return points
 
@@ -127,6 +132,7 @@ class OrderEvents(threading.Thread):
 @dataclass
 class OrdersResult:
     load: object = None
+    light: object = None  # POST /orders at light load
     created: int = 0
     paid: int = 0
     time_to_paid_ms: dict = field(default_factory=dict)
@@ -148,17 +154,20 @@ def place_orders(settings, base_url, product_ids, wrk, amqp_uri, profile=None, s
     listener.ready.wait(10)
     saved_warmup, settings.warmup = settings.warmup, 0  # every order counts toward time-to-PAID
     try:
-        load = measure("POST /orders", base_url, [("POST", "/orders", body) for body in bodies], settings, wrk,
-                       token=token, profile=profile)
+        requests_ = [("POST", "/orders", body) for body in bodies]
+        load = measure("POST /orders", base_url, requests_, settings, wrk, token=token, profile=profile)
+        light = measure(f"POST /orders, light load (-c{settings.light_connections})", base_url, requests_,
+                        settings, wrk, token=token, connections=settings.light_connections) \
+            if settings.light_connections > 0 else None
     finally:
         settings.warmup = saved_warmup
     created, paid = listener.seen["order.created"], listener.seen["order.paid"]
-    expected = load.requests - load.errors
+    expected = sum(run.requests - run.errors for run in (load, light) if run)
     deadline = time.monotonic() + settle_seconds
     while time.monotonic() < deadline and not (len(created) >= expected and len(paid) >= len(created)):
         time.sleep(0.5)
     listener.stopping.set()
     listener.join(5)
     log(f"orders: {len(created)} created, {len(paid)} paid")
-    return OrdersResult(load, len(created), len(paid),
+    return OrdersResult(load, light, len(created), len(paid),
                         percentiles(listener.time_to_paid_ms()))

@@ -27,6 +27,8 @@ class Settings:
     warmup: float = field(default_factory=lambda: _float("BENCH_WARMUP", 2))
     threads: int = field(default_factory=lambda: _int("BENCH_THREADS", 2))
     connections: int = field(default_factory=lambda: _int("BENCH_CONNECTIONS", 32))
+    # the latency runs: few enough connections that requests rarely queue behind each other (0: none)
+    light_connections: int = field(default_factory=lambda: _int("BENCH_LIGHT_CONNECTIONS", 4))
     # search is measured at each catalogue size; BENCH_PRODUCTS is the one the target is about
     products: int = field(default_factory=lambda: _int("BENCH_PRODUCTS", 100_000))
     search_sizes: list = field(default_factory=lambda: _sizes("BENCH_SEARCH_SIZES", "10000,100000,1000000"))
@@ -39,13 +41,16 @@ class Settings:
     kafka_messages: int = field(default_factory=lambda: _int("BENCH_KAFKA_MESSAGES", 50_000))
     floor_experiments: bool = field(default_factory=lambda: os.environ.get("BENCH_EXPERIMENTS", "1") == "1")
     profile: bool = field(default_factory=lambda: os.environ.get("BENCH_PROFILE", "1") == "1")
+    # names the vhost and databases, and the Redis db: two benches with different names can run side by side
+    name: str = field(default_factory=lambda: os.environ.get("BENCH_NAME", "pos_bench"))
+    redis_db: int = field(default_factory=lambda: _int("BENCH_REDIS_DB", 1))
     gateway_port: int = field(default_factory=lambda: _int("BENCH_GATEWAY_PORT", 8100))
     floor_port: int = field(default_factory=lambda: _int("BENCH_FLOOR_PORT", 8110))
     scenarios: list = field(default_factory=lambda: os.environ.get(
         "BENCH_SCENARIOS", "floors,kafka,read,search,orders,relay").split(","))
     output: Path = field(default_factory=lambda: ROOT / os.environ.get("BENCH_OUTPUT", "docs/benchmarks.md"))
     config: Path = field(default_factory=lambda: ROOT / os.environ.get("BENCH_CONFIG", "config/bench.yml"))
-    work_dir: Path = field(default_factory=lambda: ROOT / "var" / "bench")
+    work_dir: Path = field(default_factory=lambda: ROOT / "var" / os.environ.get("BENCH_NAME", "bench"))
 
     def load(self, seconds=None, connections=None):
         return Load(threads=self.threads, connections=connections or self.connections,

@@ -17,12 +17,14 @@ IN_FLIGHT = Gauge("pos_kafka_in_flight", "Events produced and not yet confirmed 
 PRODUCER_RESTARTS = Counter("pos_kafka_producer_restarts_total", "Kafka producers replaced after a stall")
 
 
-def observe_lag(occurred_at):
-    """``occurred_at`` is the envelope's RFC 3339 string; unparsable values are not observed."""
+def observe_lag(occurred_at, count=1):
+    """``count`` events of ``occurred_at``, the envelope's RFC 3339 string; unparsable values are not observed."""
     try:
         moment = datetime.fromisoformat(occurred_at)
     except (TypeError, ValueError):
         return
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    LAG.observe(max(0.0, (datetime.now(UTC) - moment).total_seconds()))
+    lag = max(0.0, (datetime.now(UTC) - moment).total_seconds())
+    for _ in range(count):
+        LAG.observe(lag)

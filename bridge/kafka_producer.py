@@ -1,12 +1,13 @@
-"""confluent-kafka inside Nameko: greenlets only ``produce()``, one real OS thread polls, results come back by pipe.
+"""confluent-kafka inside Nameko: greenlets ``produce()``, one greenlet serves delivery reports with ``poll(0)``.
 
-``poll()`` blocks the eventlet hub, so a real thread (``eventlet.patcher.original('threading')``) loops on
-``poll(0.1)``. Delivery reports run on that thread; it must not touch eventlet objects (nor logging or
-prometheus locks, which are green after ``monkey_patch``), so it appends plain tuples to a deque and writes a
-byte to a pipe. A greenlet waiting on the pipe's read end resolves each ``Delivery`` in the hub.
+``poll(timeout)`` blocks the eventlet hub but ``poll(0)`` returns at once, so a greenlet polls without a timeout:
+every ``BUSY_POLL_SECONDS`` while deliveries are in flight, otherwise after ``IDLE_POLL_SECONDS`` (error reports)
+or as soon as something is produced. Delivery reports thus run in the hub's own thread. They used to run on an OS
+thread looping on ``poll(0.1)``, but confluent-kafka takes the GIL once per report: while the hub was busy each take
+could wait up to the interpreter's 5 ms switch interval, so reports, acks and the prefetch window lagged behind.
 
 After a broker restart an idempotent producer can stall for good on ``UNKNOWN_PRODUCER_ID`` (messages end in
-``_MSG_TIMED_OUT``): the thread then replaces the producer, and what was queued in the old one is reported failed
+``_MSG_TIMED_OUT``): the poller then replaces the producer, and what was queued in the old one is reported failed
 (retriable) so its owners retry it.
 """
 
@@ -16,8 +17,9 @@ import itertools
 import logging
 
 import eventlet
+import eventlet.event
 from confluent_kafka import KafkaError, KafkaException, Producer
-from eventlet import hubs, patcher
+from eventlet import patcher
 from nameko import config
 from nameko.extensions import DependencyProvider
 
@@ -26,11 +28,10 @@ from bridge.kafka_metrics import IN_FLIGHT, PRODUCER_RESTARTS, RELAYED, observe_
 
 log = logging.getLogger(__name__)
 
-_threading = patcher.original("threading")
-_os = patcher.original("os")
 _time = patcher.original("time")
 
-POLL_SECONDS = 0.1
+BUSY_POLL_SECONDS = 0.002   # while deliveries are in flight: adds at most this to an event's lag
+IDLE_POLL_SECONDS = 0.1
 RESTART_COOLDOWN_SECONDS = 5.0
 SWEEP_SECONDS = 1.0
 ERROR_LOG_INTERVAL = 30.0
@@ -107,34 +108,25 @@ class Delivery:
 
 
 class KafkaPump:
-    """One confluent-kafka ``Producer`` fed by greenlets and polled by one OS thread."""
+    """One confluent-kafka ``Producer`` fed by greenlets and polled, without blocking, by one greenlet."""
 
     def __init__(self, producer_config, on_event=None, on_dispatched=None):
         self.producer_config = dict(producer_config)
         self.message_timeout = int(self.producer_config.get("message.timeout.ms", 300000)) / 1000.0
         self.on_event = on_event or (lambda kind, detail: None)
         self.on_dispatched = on_dispatched or (lambda: None)  # after each burst of resolved deliveries
-        self._reports = collections.deque()   # (token, error) and ("event", kind, detail), from the thread
-        self._pending = {}                    # token -> Delivery; hub only
+        self._reports = collections.deque()   # (token, error) and ("event", kind, detail), from poll()'s callbacks
+        self._pending = {}                    # token -> Delivery
         self._tokens = itertools.count()
         self._restart_wanted = False
         self._last_restart = 0.0
-        self._stopping = False
-        self._flush_timeout = 0
         self._producer = None
-        self._thread = None
-        self._reader = None
-
-    # -- hub side ---------------------------------------------------------------------------------------------------
+        self._poller = None
+        self._idle = None                     # the Event the poller waits on while nothing is in flight
 
     def start(self):
         self._producer = self._new_producer()
-        self._rfd, self._wfd = _os.pipe()
-        _os.set_blocking(self._rfd, False)
-        _os.set_blocking(self._wfd, False)
-        self._thread = _threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
-        self._thread.start()
-        self._reader = eventlet.spawn(self._read_reports)
+        self._poller = eventlet.spawn(self._poll_loop)
 
     def produce(self, topic, key, value, headers):
         """Queue one message; returns its ``Delivery``. Waits (green) while librdkafka's queue is full."""
@@ -146,8 +138,10 @@ class KafkaPump:
                 self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=report)
                 break
             except BufferError:
-                eventlet.sleep(POLL_SECONDS)
+                eventlet.sleep(BUSY_POLL_SECONDS)
         self._pending[token] = delivery
+        if self._idle is not None and not self._idle.ready():
+            self._idle.send()
         return delivery
 
     @property
@@ -155,37 +149,59 @@ class KafkaPump:
         return len(self._pending)
 
     def stop(self, flush_timeout=10.0):
-        """Deliver what is queued (up to ``flush_timeout``), then stop the thread and resolve what is left."""
-        self._flush_timeout = flush_timeout
-        self._stopping = True
-        while self._thread is not None and self._thread.is_alive():
-            eventlet.sleep(POLL_SECONDS)
+        """Deliver what is queued (up to ``flush_timeout``), then drop the producer and resolve what is left."""
+        if self._poller is not None:
+            self._poller.kill()
+            self._poller = None
+        if self._producer is None:
+            return
+        self._drain(self._producer, flush_timeout)
+        self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+        self._producer.poll(0)
+        self._producer = None  # destroys it: librdkafka's own threads stop reconnecting
         self._dispatch()
         for delivery in list(self._pending.values()):
             delivery.resolve(KafkaError(KafkaError._DESTROY, "the bridge stopped before delivery"))
         self._pending.clear()
         self.on_dispatched()
-        if self._reader is not None:
-            self._reader.kill()
-            _os.close(self._rfd)
-            _os.close(self._wfd)
-            self._reader = None
 
     def kill(self):
         self.stop(flush_timeout=0)
 
-    def _read_reports(self):
+    def _poll_loop(self):
         last_sweep = _time.monotonic()
         while True:
-            try:
-                hubs.trampoline(self._rfd, read=True, timeout=SWEEP_SECONDS, timeout_exc=eventlet.Timeout)
-                _os.read(self._rfd, 65536)
-            except (eventlet.Timeout, BlockingIOError):
-                pass
-            self._dispatch()
-            if _time.monotonic() - last_sweep >= SWEEP_SECONDS:
+            sweep = _time.monotonic() - last_sweep >= SWEEP_SECONDS
+            if sweep:
                 last_sweep = _time.monotonic()
-                self._sweep_lost()
+            try:
+                self._poll_once(sweep)
+            except Exception:
+                log.exception("Kafka poll failed")  # the loop must outlive it: every delivery depends on it
+            if self._pending:
+                eventlet.sleep(BUSY_POLL_SECONDS)
+            else:
+                self._idle = eventlet.event.Event()  # the next produce() ends the wait
+                self._idle.wait(IDLE_POLL_SECONDS)
+                self._idle = None
+
+    def _poll_once(self, sweep):
+        self._producer.poll(0)
+        self._dispatch()
+        if self._restart_wanted and _time.monotonic() - self._last_restart >= RESTART_COOLDOWN_SECONDS:
+            self._restart()
+        if sweep:
+            self._sweep_lost()
+
+    def _drain(self, producer, timeout):
+        """``flush(timeout)`` without blocking the hub: serve reports until nothing is queued or time is up."""
+        deadline = _time.monotonic() + timeout
+        while True:
+            producer.poll(0)
+            self._dispatch()
+            if len(producer) == 0 or _time.monotonic() >= deadline:
+                return
+            eventlet.sleep(BUSY_POLL_SECONDS)
 
     def _dispatch(self):
         if not self._reports:
@@ -209,23 +225,8 @@ class KafkaPump:
             delivery.resolve(KafkaError(KafkaError._MSG_TIMED_OUT, "no delivery report (producer replaced)"))
         self.on_dispatched()
 
-    # -- poll thread: no eventlet, logging or prometheus here --------------------------------------------------------
-
     def _new_producer(self):
         return Producer({**self.producer_config, "error_cb": self._on_error})
-
-    def _poll_loop(self):
-        while not self._stopping:
-            self._producer.poll(POLL_SECONDS)
-            if self._restart_wanted and _time.monotonic() - self._last_restart >= RESTART_COOLDOWN_SECONDS:
-                self._restart()
-            self._signal()
-        if self._flush_timeout:
-            self._producer.flush(self._flush_timeout)
-        self._producer.purge(in_queue=True, in_flight=True, blocking=False)
-        self._producer.poll(0)
-        self._producer = None  # destroys it: librdkafka's own threads stop reconnecting
-        self._signal()
 
     def _restart(self):
         old = self._producer
@@ -233,8 +234,10 @@ class KafkaPump:
         self._restart_wanted = False
         self._last_restart = _time.monotonic()
         old.purge(in_queue=True, in_flight=True, blocking=False)
-        old.flush(1.0)  # serves the purged messages' reports
+        self._drain(old, 1.0)  # serves the purged messages' reports
         self._reports.append(("event", "producer_restarted", None))
+
+    # -- called back from inside poll(): record and return, the loop acts on it --------------------------------------
 
     def _on_delivery(self, token, error, _message):
         if error is not None and error.code() in STALL_CODES:
@@ -245,13 +248,6 @@ class KafkaPump:
         if error.fatal() or error.code() in STALL_CODES:
             self._restart_wanted = True
         self._reports.append(("event", "error", error))
-
-    def _signal(self):
-        if self._reports:
-            try:
-                _os.write(self._wfd, b"!")
-            except BlockingIOError:
-                pass  # the pipe is full: the reader is already due to wake
 
 
 def producer_config():
@@ -295,14 +291,22 @@ class KafkaProducer(DependencyProvider):
     def produce_each(self, envelopes):
         """Produce every envelope; for each, its ``Delivery`` or the ``PoisonEvent`` that rules it out."""
         outcomes = []
-        for envelope in envelopes:
-            try:
-                outcomes.append(self.produce(envelope))
-            except PoisonEvent as poison:
-                outcomes.append(poison)
+        try:
+            for envelope in envelopes:
+                try:
+                    outcomes.append(self._produce(envelope))
+                except PoisonEvent as poison:
+                    outcomes.append(poison)
+        finally:
+            IN_FLIGHT.inc(sum(isinstance(outcome, Delivery) for outcome in outcomes))
         return outcomes
 
     def produce(self, envelope):
+        delivery = self._produce(envelope)
+        IN_FLIGHT.inc()
+        return delivery
+
+    def _produce(self, envelope):
         topic, key, value, headers = to_record(envelope, self.prefix, self.max_bytes)
         try:
             delivery = self.pump.produce(topic, key, value, headers)
@@ -310,7 +314,6 @@ class KafkaProducer(DependencyProvider):
             if exc.args[0].code() in PERMANENT_CODES:
                 raise PoisonEvent("rejected_by_kafka", str(exc)) from None
             raise
-        IN_FLIGHT.inc()
         delivery.add_callback(functools.partial(self.delivered, envelope.get("occurred_at")))
         return delivery
 
@@ -320,7 +323,8 @@ class KafkaProducer(DependencyProvider):
         self.settled += 1
         if delivery.error is None:
             self.relayed[delivery.topic] += 1
-            self.lags.append(occurred_at)
+            if isinstance(occurred_at, str):  # anything else has no lag to observe
+                self.lags.append(occurred_at)
 
     def update_metrics(self):
         settled, relayed, lags = self.settled, self.relayed, self.lags
@@ -329,8 +333,8 @@ class KafkaProducer(DependencyProvider):
             IN_FLIGHT.dec(settled)
         for topic, count in relayed.items():
             RELAYED.labels(topic).inc(count)
-        for occurred_at in lags:
-            observe_lag(occurred_at)
+        for occurred_at, count in collections.Counter(lags).items():  # a burst shares few distinct seconds
+            observe_lag(occurred_at, count)
 
     def on_pump_event(self, kind, detail):
         if kind == "producer_restarted":

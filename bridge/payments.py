@@ -19,7 +19,6 @@ import logging
 from grpc import StatusCode
 from nameko import config
 from nameko.events import EventDispatcher
-from nameko.rpc import rpc
 from nameko_grpc.errors import GrpcError
 
 from common.correlation import CorrelationId
@@ -27,6 +26,7 @@ from common.errors import Conflict, DependencyUnavailable
 from common.events import domain_event_handler, make_envelope
 from common.health import Operational
 from common.metrics import Metrics, count_domain_event
+from common.rpc import rpc
 from payment_provider.client import PaymentProviderClient
 
 log = logging.getLogger(__name__)

@@ -12,12 +12,14 @@ from datetime import UTC, datetime
 
 import eventlet
 from nameko.events import EventHandler
-from sqlalchemy import Column, DateTime, String
+from sqlalchemy import Column, DateTime, String, insert
 from sqlalchemy.exc import IntegrityError
 
-from common.errors import DomainError
+from common.errors import DependencyUnavailable, DomainError
 
 REQUEUE_DELAY = 0.5
+EVENT_ID_LENGTH = 36
+HANDLER_LENGTH = 100
 
 
 def utcnow():
@@ -55,8 +57,8 @@ class ProcessedEventMixin:
     """Remembers which (event, handler) pairs were applied; a service maps it onto its own Base."""
 
     __tablename__ = "processed_events"
-    event_id = Column(String(36), primary_key=True)
-    handler = Column(String(100), primary_key=True)
+    event_id = Column(String(EVENT_ID_LENGTH), primary_key=True)
+    handler = Column(String(HANDLER_LENGTH), primary_key=True)
     processed_at = Column(DateTime, nullable=False, default=utcnow)
 
 
@@ -68,6 +70,11 @@ def first_delivery(session, model, envelope, handler):
     event_id = envelope.get("event_id")
     if not event_id:
         return True
+    if isinstance(event_id, str) and len(event_id) <= EVENT_ID_LENGTH and len(handler) <= HANDLER_LENGTH:
+        # One round trip on the hot path; MySQL's IGNORE would also swallow an over-long value, hence the check.
+        recorded = session.execute(insert(model).values(event_id=event_id, handler=handler, processed_at=utcnow())
+                                   .prefix_with("IGNORE", dialect="mysql").prefix_with("OR IGNORE", dialect="sqlite"))
+        return recorded.rowcount == 1
     if session.get(model, (event_id, handler)) is not None:
         return False
     session.add(model(event_id=event_id, handler=handler))
@@ -83,7 +90,8 @@ class DomainEventHandler(EventHandler):
     """``event_handler`` that requeues on infrastructure errors but not on domain errors.
 
     Nameko's default acks a message whose handler raised, losing the event when the database blinks;
-    requeueing everything would spin forever on an event the domain rejects. Domain errors are final.
+    requeueing everything would spin forever on an event the domain rejects. Domain errors are final,
+    except ``DependencyUnavailable`` (a service it needs did not answer in time): that one is retried.
     """
 
     def __init__(self, source_service, event_type, **kwargs):
@@ -91,7 +99,8 @@ class DomainEventHandler(EventHandler):
         super().__init__(source_service, event_type, **kwargs)
 
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
-        if exc_info is not None and isinstance(exc_info[1], DomainError):
+        if exc_info is not None and isinstance(exc_info[1], DomainError) \
+                and not isinstance(exc_info[1], DependencyUnavailable):  # a dependency that is down is not final
             self.consumer.ack_message(message)
             return result, exc_info
         if exc_info is not None:

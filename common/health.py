@@ -17,9 +17,10 @@ from importlib import metadata
 
 import eventlet
 from eventlet import tpool
-from nameko.rpc import ClusterRpc, rpc
+from nameko.rpc import ClusterRpc
 
 from common.logging import LogContext
+from common.rpc import rpc
 
 UP, DOWN = "UP", "DOWN"
 DEFAULT_TIMEOUT = 2.0

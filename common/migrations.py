@@ -35,14 +35,20 @@ def upgrade(service, uri=None, revision="head"):
     command.upgrade(alembic_config(service, uri or database_uri(service)), revision)
 
 
-def run_env(target_metadata):
-    """Body of every service's ``migrations/env.py``."""
+def run_env(target_metadata, unmanaged_prefixes=()):
+    """Body of every service's ``migrations/env.py``; tables named ``unmanaged_prefixes*`` are the migrations' own
+    (SQLite FTS5 tables and their shadow tables), which autogenerate must not propose to drop."""
     service = context.config.attributes["service"]
     engine = make_engine(context.config.attributes["url"])
+
+    def include_object(obj, name, type_, reflected, compare_to):
+        return not (type_ == "table" and reflected and compare_to is None and name.startswith(unmanaged_prefixes))
+
     with engine.connect() as connection:
         context.configure(
             connection=connection, target_metadata=target_metadata,
             version_table=f"alembic_version_{service}", render_as_batch=True,
+            include_object=include_object,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -125,7 +125,7 @@ def map_exception(exc):
         if exc.status == 422 and isinstance(error["details"], dict):
             error["details"] = flatten_messages(error["details"])
         headers = {"WWW-Authenticate": f'Bearer error="{exc.code}"'} \
-            if isinstance(exc, Unauthorized) else {}
+            if isinstance(exc, Unauthorized) else {"Retry-After": "1"} if exc.status == 503 else {}
         return exc.status, error, headers
     if isinstance(exc, HTTPException) and exc.code and exc.code < 500:
         return exc.code, {"code": REASONS.get(exc.code, "bad_request"),

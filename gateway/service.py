@@ -9,6 +9,7 @@ from common.cache import SharedCache
 from common.correlation import CorrelationId
 from common.logging import LogContext
 from common.metrics import Metrics
+from common.rpc import ServiceRpc
 from gateway.auth import AccountEvents, Auth
 from gateway.routes.accounts import AccountRoutes
 from gateway.routes.catalogue import CatalogueRoutes
@@ -17,7 +18,6 @@ from gateway.routes.invoices import InvoiceRoutes
 from gateway.routes.operations import OperationsRoutes
 from gateway.routes.orders import OrderRoutes
 from gateway.routes.stock import StockRoutes
-from gateway.rpc import ServiceRpc
 
 
 class GatewayService(AccountRoutes, CatalogueRoutes, StockRoutes, OrderRoutes, OperationsRoutes, InvoiceRoutes,

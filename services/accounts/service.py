@@ -6,7 +6,6 @@ Events (outbox): ``user.deleted`` ``{id, deleted_at}`` (the gateway locks the ac
 """
 
 from marshmallow import ValidationError
-from nameko.rpc import rpc
 from sqlalchemy.exc import IntegrityError
 
 from common.correlation import CorrelationId
@@ -16,6 +15,7 @@ from common.events import rfc3339, utcnow
 from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
+from common.rpc import rpc
 from schemas.accounts import CredentialsSchema, RegisterSchema, UserSchema
 from services.accounts.admin import AdminAccount
 from services.accounts.models import Base, OutboxMessage, User, live_user, live_user_by_email

@@ -11,7 +11,6 @@ import random
 
 import eventlet
 from marshmallow import ValidationError
-from nameko.rpc import rpc
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from common.correlation import CorrelationId
@@ -21,6 +20,7 @@ from common.events import domain_event_handler, first_delivery
 from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
+from common.rpc import rpc
 from schemas.inventory import OrderReferenceSchema, ReserveSchema, StockUpdateSchema
 from services.inventory import ledger
 from services.inventory.models import RELEASED, RESERVED, Base, OutboxMessage, ProcessedEvent

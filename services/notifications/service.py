@@ -25,7 +25,6 @@ import logging
 from datetime import timedelta
 from pathlib import PurePosixPath
 
-from nameko.rpc import ServiceRpc, rpc
 from nameko.timer import Timer
 from sqlalchemy import select
 from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
@@ -37,6 +36,7 @@ from common.events import domain_event_handler, first_delivery, rfc3339, utcnow
 from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
+from common.rpc import ServiceRpc, rpc
 from schemas.notifications import NotificationSchema, NotificationSentSchema
 from services.notifications.channels import Mailer, PermanentFailure, Sms, setting
 from services.notifications.invoices import InvoiceStore, render_invoice_pdf, shop_details

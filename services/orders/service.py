@@ -23,7 +23,6 @@ import logging
 
 from marshmallow import ValidationError
 from nameko import config
-from nameko.rpc import rpc
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -34,6 +33,7 @@ from common.events import domain_event_handler, first_delivery
 from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
+from common.rpc import ServiceRpc, rpc
 from schemas.orders import IDEMPOTENCY_KEY_MAX, ORDER_STATUSES, OrderCreateSchema, OrderQuerySchema
 from services.orders.models import (
     CANCELLED,
@@ -59,7 +59,7 @@ from services.orders.models import (
     stale_ids,
     unsettled_ids,
 )
-from services.orders.rpc import TimedRpc, config_timer, wait_for
+from services.orders.timers import config_timer, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,9 @@ class OrdersService(Operational):
 
     db = Database(Base)
     outbox = Outbox(OutboxMessage)
-    products = TimedRpc("products")
-    inventory = TimedRpc("inventory")
-    payments = TimedRpc("payments")
+    products = ServiceRpc("products")
+    inventory = ServiceRpc("inventory")
+    payments = ServiceRpc("payments")
     correlation = CorrelationId()
     metrics = Metrics()
 

@@ -7,7 +7,6 @@ A deleted product is soft-deleted: gone from every read, its row (and its sku, r
 from contextlib import contextmanager
 
 from marshmallow import ValidationError
-from nameko.rpc import rpc
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -19,6 +18,7 @@ from common.events import domain_event_handler, first_delivery, utcnow
 from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
+from common.rpc import rpc
 from schemas.common import page_of, rfc3339
 from schemas.products import (
     CategoryCreateSchema,

@@ -65,3 +65,9 @@ def test_the_payment_token_never_leaves_for_kafka():
     _, _, value, _ = to_record(event, "pos.", 10_000)
     assert json.loads(value)["data"] == {"id": 4, "status": "PENDING_PAYMENT"}
     assert event["data"]["payment_token"] == "tok_visa"  # the AMQP envelope itself is untouched
+
+
+def test_the_value_is_compact_json_as_every_earlier_record_was_so_repeats_stay_byte_identical():
+    event = envelope("order.paid", 12, {"id": 12, "status": "PAID", "total": "19.99", "note": "é"}, "orders")
+    _, _, value, _ = to_record(event, "pos.", 10_000)
+    assert value == json.dumps(event, allow_nan=False, separators=(",", ":")).encode()

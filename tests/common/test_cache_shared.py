@@ -77,3 +77,32 @@ def test_an_unreachable_redis_reads_as_a_miss(container_factory):
     with config.patch({"REDIS_URI": f"redis://127.0.0.1:{free_port()}/0"}):
         (reader,) = start(container_factory, Reader)
         assert call(reader, "read", "product:7") == "miss"
+
+
+def test_reads_reuse_the_readers_own_connections(redis_uri, container_factory):
+    with config.patch({"REDIS_URI": redis_uri}):
+        owner, reader = start(container_factory, Owner, Reader)
+        call(owner, "fill", "product:8", {"id": 8})
+        for _ in range(20):
+            assert call(reader, "read", "product:8") == {"id": 8}
+        shared = next(dep for dep in reader.dependencies if isinstance(dep, SharedCache))
+        assert len(shared.backend.idle) == 1  # one read at a time here: one connection, reused
+
+
+def test_a_connection_redis_dropped_is_replaced_not_reused(redis_uri, container_factory):
+    with config.patch({"REDIS_URI": redis_uri}):
+        owner, reader = start(container_factory, Owner, Reader)
+        call(owner, "fill", "product:9", {"id": 9})
+        assert call(reader, "read", "product:9") == {"id": 9}
+        shared = next(dep for dep in reader.dependencies if isinstance(dep, SharedCache))
+        (connection,) = shared.backend.idle
+        admin = call(reader, "redis_client")
+        admin.client_kill_filter(_id=admin_client_id(admin, connection))
+        assert call(reader, "read", "product:9") == "miss"  # the failed read degrades to a miss...
+        assert connection not in shared.backend.idle  # ...and its connection is gone
+        assert call(reader, "read", "product:9") == {"id": 9}  # a new one serves the next read
+
+
+def admin_client_id(admin, connection):
+    port = connection._sock.getsockname()[1]
+    return next(client["id"] for client in admin.client_list() if client["addr"].endswith(f":{port}"))

@@ -11,11 +11,11 @@ import requests
 from eventlet.event import Event
 from nameko.cli.utils.config import load_config
 from nameko.events import EventDispatcher, event_handler
-from nameko.rpc import ServiceRpc, rpc
 
 from common.correlation import CorrelationId
 from common.health import Operational
 from common.logging import JsonFormatter, WorkerContextFilter
+from common.rpc import ServiceRpc, rpc
 from gateway.http import api
 from tests.support import wait_until
 

@@ -6,13 +6,12 @@ import pytest
 from eventlet.event import Event
 from marshmallow import Schema, ValidationError, fields
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
-from nameko.rpc import rpc
 from werkzeug.wrappers import Response
 
 from common.correlation import CorrelationId
 from common.errors import Conflict, DependencyUnavailable, NotFound, ValidationFailed
+from common.rpc import ServiceRpc, rpc
 from gateway.http import api, created, flatten_messages, map_exception, routes
-from gateway.rpc import ServiceRpc
 from tests.gateway.helpers import assert_error
 
 

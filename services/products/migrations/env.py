@@ -1,4 +1,4 @@
 from common.migrations import run_env
-from services.products.models import Base
+from services.products.models import TEXT_TABLE, Base
 
-run_env(Base.metadata)
+run_env(Base.metadata, unmanaged_prefixes=(TEXT_TABLE,))

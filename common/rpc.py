@@ -1,0 +1,130 @@
+"""RPC between our processes: the ``rpc`` entrypoint every service declares, and ``ServiceRpc`` with a deadline.
+
+Nameko persists and confirms both the request and the reply of every call: two broker round trips a hop spends
+waiting, the larger part of its cost (bench/analysis.md). A call is at most once from the caller's side anyway: a
+lost request or reply ends in the caller's deadline, which it reports as ``DependencyUnavailable`` (503 at the
+gateway) and the client retries. So replies go out transient and unconfirmed, and so do requests once the target's
+queue has taken one confirmed and ``mandatory`` request: a service that never ran is still ``UnknownService`` at
+once rather than a timeout. Events keep confirms and persistence (the outbox's publisher).
+
+Every service must take ``rpc`` from here, ``ping`` included (``common.health.Operational``): two consumer classes on
+one ``rpc-<service>`` queue would each answer the other's methods with ``MethodNotFound``.
+"""
+
+import eventlet
+from nameko import config
+from nameko.amqp.publish import Publisher
+from nameko.constants import (
+    AMQP_SSL_CONFIG_KEY,
+    DEFAULT_TRANSPORT_OPTIONS,
+    LOGIN_METHOD_CONFIG_KEY,
+    NON_PERSISTENT,
+)
+from nameko.exceptions import UnknownService
+from nameko.rpc import Responder as NamekoResponder
+from nameko.rpc import Rpc as NamekoRpc
+from nameko.rpc import RpcConsumer as NamekoRpcConsumer
+from nameko.rpc import ServiceRpc as NamekoServiceRpc
+from nameko.rpc import get_rpc_exchange
+
+from common.errors import DependencyUnavailable
+
+DEFAULT_TIMEOUT = 10.0
+# Publisher.publish writes ``confirm_publish`` into the transport options it is given: one dict per value keeps a
+# shared default dict from flipping under a connection another greenlet is opening (kombu pools by these options).
+CONFIRMED = {**DEFAULT_TRANSPORT_OPTIONS, "confirm_publish": True}
+UNCONFIRMED = {**DEFAULT_TRANSPORT_OPTIONS, "confirm_publish": False}
+
+
+class ReplyPublisher(Publisher):
+    use_confirms = False
+    delivery_mode = NON_PERSISTENT
+    transport_options = UNCONFIRMED
+
+
+class Responder(NamekoResponder):
+    publisher_cls = ReplyPublisher
+
+
+class RpcConsumer(NamekoRpcConsumer):
+    def handle_result(self, message, result, exc_info):
+        responder = Responder(self.amqp_uri, get_rpc_exchange(), message, ssl=config.get(AMQP_SSL_CONFIG_KEY),
+                              login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
+        result, exc_info = responder.send_response(result, exc_info)
+        self.consumer.ack_message(message)
+        return result, exc_info
+
+
+class Rpc(NamekoRpc):
+    rpc_consumer = RpcConsumer()
+
+
+rpc = Rpc.decorator
+
+
+class RequestPublisher(Publisher):
+    delivery_mode = NON_PERSISTENT
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.routed = False
+
+    def publish(self, payload, **kwargs):
+        if self.routed:
+            kwargs.update(mandatory=False, use_confirms=False, transport_options=UNCONFIRMED)
+            return super().publish(payload, **kwargs)
+        super().publish(payload, use_confirms=True, transport_options=CONFIRMED, **kwargs)
+        self.routed = True
+
+
+class ServiceRpc(NamekoServiceRpc):
+    """``ServiceRpc("products")``: calls wait at most ``timeout`` (``RPC_TIMEOUT_SECONDS``, default 10) seconds;
+    no answer, or no such service, is ``DependencyUnavailable``."""
+
+    publisher_cls = RequestPublisher
+
+    def __init__(self, target_service, timeout=None, **kwargs):
+        self.timeout = timeout
+        super().__init__(target_service, **kwargs)
+
+    def setup(self):
+        super().setup()
+        if self.timeout is None:
+            self.timeout = float(config.get("RPC_TIMEOUT_SECONDS") or DEFAULT_TIMEOUT)
+
+    def get_dependency(self, worker_ctx):
+        # Built on first use: a worker gets every client its service declares, and most use one or none.
+        return TimedClient(lambda: super(ServiceRpc, self).get_dependency(worker_ctx), self.timeout,
+                           self.reply_listener)
+
+
+class TimedClient:
+    def __init__(self, make_client, timeout, reply_listener):
+        self._make_client = make_client
+        self._client = None
+        self._timeout = timeout
+        self._reply_listener = reply_listener
+
+    def __getattr__(self, method_name):
+        if self._client is None:
+            self._client = self._make_client()
+        method = getattr(self._client, method_name)
+
+        def call(*args, **kwargs):
+            try:
+                reply = method.call_async(*args, **kwargs)
+            except UnknownService:
+                raise DependencyUnavailable(f"{method.identifier}: the service is not running.") from None
+            timer = eventlet.Timeout(self._timeout)
+            try:
+                return reply.result()
+            except eventlet.Timeout as exc:
+                if exc is not timer:
+                    raise
+                self._reply_listener.pending.pop(reply.correlation_id, None)
+                raise DependencyUnavailable(f"{method.identifier} did not answer within {self._timeout:g}s.") \
+                    from None
+            finally:
+                timer.cancel()
+
+        return call
