@@ -344,6 +344,7 @@ removes what it created. Logs: `var/bench/log/`. Settings (environment):
 | `BENCH_DURATION` | 10 | seconds of each measured wrk run |
 | `BENCH_WARMUP` | 2 | seconds of the discarded run before each |
 | `BENCH_CONNECTIONS` / `BENCH_THREADS` | 32 / 2 | wrk `-c` / `-t` |
+| `BENCH_LIGHT_CONNECTIONS` | 4 | wrk `-c` of the light-load (latency) runs; 0: none |
 | `BENCH_PRODUCTS` | 100000 | the catalogue size the search target is about |
 | `BENCH_SEARCH_SIZES` | 10000,100000,1000000 | sizes search is measured at |
 | `BENCH_MAX_SEED_SECONDS` | 240 | skip a size whose seeding is projected to take longer |
