@@ -154,9 +154,9 @@ def place_orders(settings, base_url, product_ids, wrk, amqp_uri, profile=None, s
     listener.ready.wait(10)
     saved_warmup, settings.warmup = settings.warmup, 0  # every order counts toward time-to-PAID
     try:
-        requests_ = [("POST", "/orders", body) for body in bodies]
-        load = measure("POST /orders", base_url, requests_, settings, wrk, token=token, profile=profile)
-        light = measure(f"POST /orders, light load (-c{settings.light_connections})", base_url, requests_,
+        posts = [("POST", "/orders", body) for body in bodies]
+        load = measure("POST /orders", base_url, posts, settings, wrk, token=token, profile=profile)
+        light = measure(f"POST /orders, light load (-c{settings.light_connections})", base_url, posts,
                         settings, wrk, token=token, connections=settings.light_connections) \
             if settings.light_connections > 0 else None
     finally:

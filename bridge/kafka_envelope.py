@@ -32,16 +32,12 @@ class PoisonEvent(Exception):
         self.detail = detail
 
 
+@functools.lru_cache(maxsize=1024)  # a handful of event types; an unmappable one raises and is not cached
 def topic_for(event_type, prefix):
     family = event_type.split(".", 1)[0] if "." in event_type else None
     if family not in TOPICS:
         raise PoisonEvent("unmappable_event_type", f"no Kafka topic for event type {event_type!r}")
     return prefix + TOPICS[family]
-
-
-@functools.lru_cache(maxsize=1024)
-def cached_topic_for(event_type, prefix):
-    return topic_for(event_type, prefix)
 
 
 def check_envelope(envelope):
@@ -68,7 +64,7 @@ def to_record(envelope, prefix, max_bytes):
     contract's non-empty ``correlation_id`` holds and a repeat of the event stays byte-for-byte the same.
     """
     check_envelope(envelope)
-    topic = cached_topic_for(envelope["event_type"], prefix)
+    topic = topic_for(envelope["event_type"], prefix)
     envelope = {**envelope, "aggregate_id": str(envelope["aggregate_id"]),
                 "correlation_id": envelope.get("correlation_id") or str(envelope["event_id"]),
                 "data": public_data(envelope.get("data"))}

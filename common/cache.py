@@ -32,10 +32,6 @@ class LocalBackend:
         self.generations = TTLCache(maxsize=maxsize, ttl=ttl * 2)
         self.lock = threading.Lock()
 
-    def get(self, key):
-        with self.lock:
-            return self.store.get(key, MISSING)
-
     def get_versioned(self, key):
         with self.lock:
             return self.store.get(key, MISSING), self.generations.get(key)
@@ -71,6 +67,10 @@ return 0
 """
 
 
+def document(raw):
+    return MISSING if raw is None else json.loads(raw)
+
+
 class RedisBackend:
     def __init__(self, uri, ttl):
         import redis
@@ -79,13 +79,9 @@ class RedisBackend:
         self.ttl = ttl
         self.set_if_generation = self.client.register_script(SET_IF_GENERATION)
 
-    def get(self, key):
-        raw = self.client.get(key)
-        return MISSING if raw is None else json.loads(raw)
-
     def get_versioned(self, key):
         raw, generation = self.client.mget(key, key + GENERATION_SUFFIX)
-        return (MISSING if raw is None else json.loads(raw)), generation
+        return document(raw), generation
 
     def set(self, key, value, generation=UNSEEN):
         if generation is UNSEEN:
@@ -124,7 +120,8 @@ class RedisReadBackend(RedisBackend):
         super().__init__(uri, ttl)
         self.idle = []
 
-    def get(self, key):
+    def get_versioned(self, key):
+        """The document and no generation: a reader never fills."""
         connection = self.idle.pop() if self.idle else self.client.connection_pool.make_connection()
         try:
             connection.send_command("GET", key)
@@ -133,10 +130,7 @@ class RedisReadBackend(RedisBackend):
             connection.disconnect()
             raise
         self.idle.append(connection)
-        return MISSING if raw is None else json.loads(raw)
-
-    def get_versioned(self, key):
-        return self.get(key), None  # a reader never fills
+        return document(raw), None
 
     def close(self):
         while self.idle:

@@ -57,6 +57,7 @@ JSON = "application/json"
 REQUEST_ID_ENV = "pos.request_id"
 ROUTE_ENV = "pos.route"
 MAX_BODY_BYTES = 1024 * 1024
+RETRY_AFTER_SECONDS = "1"  # a 503: a dependency that is down or slow, worth one quick retry
 AUTH_LEVELS = (None, "user", "admin")
 
 UNAVAILABLE = (RpcTimeout, UnknownService, ReplyQueueExpiredWithPendingReplies, BrokerError,
@@ -124,9 +125,7 @@ def map_exception(exc):
         error = exc.to_dict()
         if exc.status == 422 and isinstance(error["details"], dict):
             error["details"] = flatten_messages(error["details"])
-        headers = {"WWW-Authenticate": f'Bearer error="{exc.code}"'} \
-            if isinstance(exc, Unauthorized) else {"Retry-After": "1"} if exc.status == 503 else {}
-        return exc.status, error, headers
+        return exc.status, error, domain_error_headers(exc)
     if isinstance(exc, HTTPException) and exc.code and exc.code < 500:
         return exc.code, {"code": REASONS.get(exc.code, "bad_request"),
                           "message": exc.description or exc.name, "details": {}}, {}
@@ -134,8 +133,14 @@ def map_exception(exc):
             isinstance(exc, RemoteError) and exc.exc_type in UNAVAILABLE_REMOTE):
         return 503, {"code": "service_unavailable",
                      "message": "A service this request needs is unavailable; try again shortly.",
-                     "details": {}}, {"Retry-After": "1"}
+                     "details": {}}, {"Retry-After": RETRY_AFTER_SECONDS}
     return 500, {"code": "internal_error", "message": "Internal server error.", "details": {}}, {}
+
+
+def domain_error_headers(exc):
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": f'Bearer error="{exc.code}"'}
+    return {"Retry-After": RETRY_AFTER_SECONDS} if exc.status == 503 else {}
 
 
 def http_exception_response(exc):

@@ -85,7 +85,7 @@ def test_reads_reuse_the_readers_own_connections(redis_uri, container_factory):
         call(owner, "fill", "product:8", {"id": 8})
         for _ in range(20):
             assert call(reader, "read", "product:8") == {"id": 8}
-        shared = next(dep for dep in reader.dependencies if isinstance(dep, SharedCache))
+        shared = shared_cache(reader)
         assert len(shared.backend.idle) == 1  # one read at a time here: one connection, reused
 
 
@@ -94,13 +94,17 @@ def test_a_connection_redis_dropped_is_replaced_not_reused(redis_uri, container_
         owner, reader = start(container_factory, Owner, Reader)
         call(owner, "fill", "product:9", {"id": 9})
         assert call(reader, "read", "product:9") == {"id": 9}
-        shared = next(dep for dep in reader.dependencies if isinstance(dep, SharedCache))
+        shared = shared_cache(reader)
         (connection,) = shared.backend.idle
         admin = call(reader, "redis_client")
         admin.client_kill_filter(_id=admin_client_id(admin, connection))
         assert call(reader, "read", "product:9") == "miss"  # the failed read degrades to a miss...
         assert connection not in shared.backend.idle  # ...and its connection is gone
         assert call(reader, "read", "product:9") == {"id": 9}  # a new one serves the next read
+
+
+def shared_cache(container):
+    return next(dep for dep in container.dependencies if isinstance(dep, SharedCache))
 
 
 def admin_client_id(admin, connection):

@@ -79,15 +79,21 @@ def index_names(engine):
         return {index["name"] for index in inspect(connection).get_indexes("products")}
 
 
-def test_the_search_indexes_come_and_go_with_rows_in_the_table(db_uris):
-    uri = db_uris["products:Base"]
+def catalogue_at(uri, revision, sku, name, description=None):
+    """The products schema at ``revision`` holding one product; returns its Alembic config and an engine."""
     cfg = alembic_config("products", uri)
-    command.upgrade(cfg, "0001")
+    command.upgrade(cfg, revision)
     engine = make_engine(uri)
     with engine.begin() as connection:
         connection.execute(text(
-            "INSERT INTO products (sku, name, price, currency, available, stock_version, created_at, updated_at) "
-            "VALUES ('SKU-1', 'Lamp', 9.50, 'USD', 3, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"))
+            "INSERT INTO products (sku, name, description, price, currency, available, stock_version, created_at, "
+            "updated_at) VALUES (:sku, :name, :description, 9.50, 'USD', 3, 1, '2026-01-01 00:00:00', "
+            "'2026-01-01 00:00:00')"), {"sku": sku, "name": name, "description": description})
+    return cfg, engine
+
+
+def test_the_search_indexes_come_and_go_with_rows_in_the_table(db_uris):
+    cfg, engine = catalogue_at(db_uris["products:Base"], "0001", "SKU-1", "Lamp")
     new = {"ix_products_category_live_name", "ix_products_category_live_price", "ix_products_category_live_created"}
     try:
         command.upgrade(cfg, "head")
@@ -103,15 +109,7 @@ def test_the_search_indexes_come_and_go_with_rows_in_the_table(db_uris):
 
 
 def test_the_text_index_covers_the_rows_already_there_and_goes_on_downgrade(db_uris):
-    uri = db_uris["products:Base"]
-    cfg = alembic_config("products", uri)
-    command.upgrade(cfg, "0002")
-    engine = make_engine(uri)
-    with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO products (sku, name, description, price, currency, available, stock_version, created_at, "
-            "updated_at) VALUES ('BLD-1', 'Roasted Blend', 'Dark and smoky', 9.50, 'USD', 3, 1, "
-            "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"))
+    cfg, engine = catalogue_at(db_uris["products:Base"], "0002", "BLD-1", "Roasted Blend", "Dark and smoky")
     query = {"q": "roast SMOK bld", "sort": "name", "page": 1, "page_size": 20}
     try:
         command.upgrade(cfg, "head")
