@@ -6,6 +6,7 @@
 Run like every service (``nameko run --config config/bench.yml bench.floor_services:BareHttp``) with
 ``GATEWAY_ADDRESS`` naming the port. ``BENCH_FAST_PUBLISH=1`` is one of the hop experiments: RPC requests and
 replies published without publisher confirms and as transient messages (nameko confirms and persists both).
+``BENCH_COMMON_RPC=1`` is another: the hop through this system's own ``common.rpc`` entrypoint and client.
 """
 
 import json
@@ -34,6 +35,12 @@ if FAST_PUBLISH:
 
 CLIENT_OPTIONS = {"use_confirms": False, "delivery_mode": TRANSIENT} if FAST_PUBLISH else {}
 
+if os.environ.get("BENCH_COMMON_RPC") == "1":
+    from common.rpc import ServiceRpc as HopClient
+    from common.rpc import rpc as hop_rpc
+else:
+    HopClient, hop_rpc = ServiceRpc, nameko_rpc.rpc
+
 
 def json_response(body):
     return Response(body, content_type="application/json")
@@ -50,7 +57,7 @@ class BareHttp:
 class ConstantService:
     name = "bench_constant"
 
-    @nameko_rpc.rpc
+    @hop_rpc
     def constant(self):
         return CONSTANT
 
@@ -58,7 +65,7 @@ class ConstantService:
 class HopHttp:
     name = "bench_hop"
 
-    constant_rpc = ServiceRpc("bench_constant", **CLIENT_OPTIONS)
+    constant_rpc = HopClient("bench_constant", **CLIENT_OPTIONS)
 
     @http("GET", "/hop")
     def hop(self, request):

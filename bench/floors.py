@@ -21,6 +21,8 @@ HOP = [
     Experiment("prefetch 2, max_workers 32", env={"PREFETCH_COUNT": "2", "MAX_WORKERS": "32"}),
     Experiment("no publisher confirms, transient messages", env={"BENCH_FAST_PUBLISH": "1"}),
     Experiment("serializer pickle instead of json", env={"SERIALIZER": "pickle"}),
+    Experiment("this system's common.rpc (no confirms, transient, reply queue declared once, read-ahead)",
+               env={"BENCH_COMMON_RPC": "1"}),
     Experiment("2 processes per service (SO_REUSEPORT)", 2),
     Experiment("2 processes per service, no confirms, transient", 2, {"BENCH_FAST_PUBLISH": "1"}),
     Experiment("nameko defaults again (how much the machine's other work moves a figure)"),

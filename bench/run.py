@@ -90,7 +90,7 @@ def run_system_scenarios(settings, env, wrk, databases, broker, results):
         if small:
             sampler.switch("search")
             results.search += scenarios.search_at_sizes(settings, catalogue, base_url, wrk, small,
-                                                        profile("products"), say)
+                                                        profile("gateway", "products"), say)
         if settings.wants("read"):
             sampler.switch("read")
             catalogue.grow_to(ORDER_PRODUCTS + settings.warm_products)

@@ -16,7 +16,6 @@ import logging
 from datetime import UTC, datetime
 
 import eventlet
-from amqp.transport import TCPTransport
 from kombu import Exchange, Queue, binding
 from kombu.exceptions import DecodeError
 from nameko import config
@@ -29,13 +28,13 @@ from nameko.standalone.events import get_event_exchange
 from bridge.kafka_acks import AckWindow
 from bridge.kafka_metrics import FAILURES
 from bridge.kafka_producer import Delivery, DeliveryFailed
+from common.amqp import ReadsAhead
 
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "kafka_bridge.events"
 DEAD_LETTER_QUEUE = "kafka_bridge.dead_letter"
 RETRY_DELAY = 1.0
-READ_AHEAD_BYTES = 4096  # several events per recv; more only copies more (py-amqp slices its buffer per read)
 
 
 class DeadLetters:
@@ -81,12 +80,8 @@ def relay_queue(source_services):
                  bindings=[binding(get_event_exchange(name), routing_key="#") for name in source_services])
 
 
-class RawConsumer(ConsumerCore):
-    """Hands the entrypoint kombu's messages undecoded, and reads the socket ahead.
-
-    py-amqp reads each frame in three exact-size ``recv`` calls (nine per event), each a trip through eventlet's green
-    socket; asking for at least ``READ_AHEAD_BYTES`` lets its own read buffer keep the rest for the next frames.
-    """
+class RawConsumer(ReadsAhead, ConsumerCore):
+    """Hands the entrypoint kombu's messages undecoded (and reads the socket ahead, as every consumer of ours)."""
 
     def get_consumers(self, consumer_cls, channel):
         consumer = consumer_cls(queues=self.queues, on_message=self.on_raw_message, accept=self.accept,
@@ -94,22 +89,12 @@ class RawConsumer(ConsumerCore):
         consumer.qos(prefetch_count=self.prefetch_count)
         return [consumer]
 
-    def on_consume_ready(self, connection, channel, consumers, **kwargs):
-        transport = connection.connection.transport
-        if type(transport) is TCPTransport:  # TLS reads go through the SSL object: left as they are
-            transport._quick_recv = functools.partial(_read_ahead, transport.sock.recv)
-        super().on_consume_ready(connection, channel, consumers, **kwargs)
-
     def on_raw_message(self, message):
         if self.should_stop:
             self.requeue_message(message)
             return
         for callback in self.callbacks:
             callback(message)
-
-
-def _read_ahead(recv, size):
-    return recv(max(size, READ_AHEAD_BYTES))
 
 
 def decode_body(message):

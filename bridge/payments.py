@@ -1,10 +1,12 @@
 """The ``payments`` service: the saga's link to the gRPC payment provider.
 
 For every ``order.created`` it authorises the order's total (idempotency key = the order id, deadline
-``PAYMENT_TIMEOUT_SECONDS``) and dispatches ``payment.authorized`` or ``payment.failed``. It has no database: the
-AMQP message is acked only after the event is dispatched, so a crash redelivers it and the idempotent Authorize
-gives the same answer again. A provider that is down or too slow gets no verdict here: the orders reconciler asks
-``get_payment`` later and times the order out if nothing was authorised.
+``PAYMENT_TIMEOUT_SECONDS``) and dispatches ``payment.authorized`` or ``payment.failed``; when an order is shipped
+(``order.status_changed`` to ``SHIPPED``) it captures the authorisation, so the shop is paid for what it sent, and
+dispatches ``payment.captured`` (a provider that cannot be reached gets the event again until it answers). It has
+no database: the AMQP message is acked only after the event is dispatched, so a crash redelivers it and the
+idempotent Authorize gives the same answer again. A provider that is down or too slow gets no verdict here: the
+orders reconciler asks ``get_payment`` later and times the order out if nothing was authorised.
 
 RPC (payment dicts ``{order_id, status, reference, failure_reason, amount, currency}``, status one of
 ``authorized | declined | captured | voided | refunded``):
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 messages = PaymentProviderClient.messages
 UNREACHABLE = (StatusCode.UNAVAILABLE, StatusCode.DEADLINE_EXCEEDED, StatusCode.CANCELLED)
+SHIPPED = "SHIPPED"
 
 
 class PaymentsService(Operational):
@@ -65,6 +68,18 @@ class PaymentsService(Operational):
         else:
             reason = payment["failure_reason"] or payment["status"]
             self._publish("payment.failed", {**payment, "failure_reason": reason, "reason": reason})
+
+    @domain_event_handler("orders", "order.status_changed")
+    def capture_payment(self, envelope):
+        order = envelope["data"]
+        if order.get("status") != SHIPPED:
+            return
+        try:
+            payment = self._call("Capture", self._key(order["id"]))
+        except Conflict as exc:  # refunded or voided meanwhile: nothing to capture, and retrying cannot change it
+            log.error("order %s shipped but its payment cannot be captured: %s", order["id"], exc)
+            return
+        self._publish("payment.captured", payment)
 
     @rpc
     def get_payment(self, order_id):

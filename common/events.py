@@ -15,6 +15,7 @@ from nameko.events import EventHandler
 from sqlalchemy import Column, DateTime, String, insert
 from sqlalchemy.exc import IntegrityError
 
+from common.amqp import ReadAheadConsumer
 from common.errors import DependencyUnavailable, DomainError
 
 REQUEUE_DELAY = 0.5
@@ -93,6 +94,8 @@ class DomainEventHandler(EventHandler):
     requeueing everything would spin forever on an event the domain rejects. Domain errors are final,
     except ``DependencyUnavailable`` (a service it needs did not answer in time): that one is retried.
     """
+
+    consumer_cls = ReadAheadConsumer
 
     def __init__(self, source_service, event_type, **kwargs):
         kwargs.setdefault("requeue_on_error", True)

@@ -21,12 +21,14 @@ from nameko.constants import (
     NON_PERSISTENT,
 )
 from nameko.exceptions import UnknownService
+from nameko.rpc import ReplyListener as NamekoReplyListener
 from nameko.rpc import Responder as NamekoResponder
 from nameko.rpc import Rpc as NamekoRpc
 from nameko.rpc import RpcConsumer as NamekoRpcConsumer
 from nameko.rpc import ServiceRpc as NamekoServiceRpc
 from nameko.rpc import get_rpc_exchange
 
+from common.amqp import ReadAheadConsumer, ReadsAhead
 from common.errors import DependencyUnavailable
 
 DEFAULT_TIMEOUT = 10.0
@@ -47,6 +49,8 @@ class Responder(NamekoResponder):
 
 
 class RpcConsumer(NamekoRpcConsumer):
+    consumer_cls = ReadAheadConsumer
+
     def handle_result(self, message, result, exc_info):
         responder = Responder(self.amqp_uri, get_rpc_exchange(), message, ssl=config.get(AMQP_SSL_CONFIG_KEY),
                               login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
@@ -63,6 +67,15 @@ rpc = Rpc.decorator
 
 
 class RequestPublisher(Publisher):
+    """Requests: confirmed, ``mandatory`` and declaring the caller's reply queue until one has been routed, then
+    none of that.
+
+    Nameko declares the reply queue before every request, and kombu never caches that declaration (the queue
+    expires, ``x-expires``): an exchange.declare, a queue.declare and a queue.bind, three round trips to the broker
+    that every hop waited for. The reply listener declares the queue itself whenever its consumer (re)connects,
+    and it only expires after minutes without one, so after the first request it is there while anyone listens.
+    """
+
     delivery_mode = NON_PERSISTENT
 
     def __init__(self, *args, **kwargs):
@@ -75,6 +88,19 @@ class RequestPublisher(Publisher):
             return super().publish(payload, **kwargs)
         super().publish(payload, use_confirms=True, transport_options=CONFIRMED, **kwargs)
         self.routed = True
+        self.declare = []
+
+
+class ReplyListener(NamekoReplyListener):
+    class ReplyConsumer(ReadsAhead, NamekoReplyListener.ReplyConsumer):
+        """Replies are consumed without acks: one message less per call, and an ack protects nothing here (the
+        reply queue is this process's own; a reply it never reads is a deadline either way)."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.consumer_options["no_ack"] = True
+
+    consumer_cls = ReplyConsumer
 
 
 class ServiceRpc(NamekoServiceRpc):
@@ -82,6 +108,7 @@ class ServiceRpc(NamekoServiceRpc):
     no answer, or no such service, is ``DependencyUnavailable``."""
 
     publisher_cls = RequestPublisher
+    reply_listener = ReplyListener()
 
     def __init__(self, target_service, timeout=None, **kwargs):
         self.timeout = timeout

@@ -44,6 +44,11 @@ class Timestamp(fields.DateTime):
         return rfc3339(value)
 
 
+def money_text(amount):
+    """What ``Money`` dumps: two places, half up."""
+    return None if amount is None else format(decimal.Decimal(str(amount)).quantize(CENTS, decimal.ROUND_HALF_UP), "f")
+
+
 def rfc3339(moment):
     if moment is None:
         return None

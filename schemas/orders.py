@@ -7,7 +7,7 @@ from schemas.common import Money, PaginationSchema, Timestamp, Trimmed, paginate
 
 ORDER_STATUSES = ("PENDING_PAYMENT", "PAID", "PAYMENT_FAILED", "SHIPPED", "DELIVERED", "CANCELLED")
 ADMIN_STATUS_STEPS = ("SHIPPED", "DELIVERED")
-PAYMENT_STATUSES = ("pending", "authorized", "failed", "refunded")
+PAYMENT_STATUSES = ("pending", "authorized", "captured", "failed", "voided", "refunded")
 MAX_ID = 2**63 - 1
 MAX_QUANTITY = 1000
 MAX_LINES = 100

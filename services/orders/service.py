@@ -15,7 +15,8 @@ RPC (dicts in and out; errors from ``common.errors``):
 
 Events (outbox, data = the order dict): ``order.created`` (plus ``payment_token``, for the payments service only),
 ``order.paid``, ``order.payment_failed``, ``order.cancelled``, ``order.status_changed``. Handles ``payments``'
-``payment.authorized``, ``payment.failed`` and ``payment.refunded``. A timer reconciles what the saga left open.
+``payment.authorized``, ``payment.failed``, ``payment.captured`` and ``payment.refunded``. A timer reconciles
+what the saga left open.
 """
 
 import json
@@ -150,6 +151,14 @@ class OrdersService(Operational):
             if first_delivery(session, ProcessedEvent, envelope, "on_payment_refunded"):
                 session.execute(update(Order).where(Order.id == int(envelope["data"]["order_id"]))
                                 .values(payment_status="refunded"))
+
+    @domain_event_handler("payments", "payment.captured")
+    def on_payment_captured(self, envelope):
+        with self.db.get_session() as session:
+            if first_delivery(session, ProcessedEvent, envelope, "on_payment_captured"):
+                session.execute(update(Order).where(Order.id == int(envelope["data"]["order_id"]),
+                                                    Order.payment_status == "authorized")
+                                .values(payment_status="captured"))
 
     @config_timer("ORDERS_RECONCILE_INTERVAL_SECONDS", default=5.0)
     def reconcile(self):
@@ -312,17 +321,26 @@ class OrdersService(Operational):
         """Ask the provider what really happened before timing the order out."""
         try:
             payment = self.payments.get_payment(order_id)
-        except DependencyUnavailable:
-            payment = None  # the provider is down: the customer has waited long enough
-        else:
-            if payment is None or payment["status"] not in CHARGED + ("declined",):
-                payment = self.payments.void_payment(order_id)  # so a late authorisation cannot charge
-        if payment and payment["status"] in CHARGED:
+        except DependencyUnavailable:  # the provider is down: the customer has waited long enough
+            self._apply_payment(order_id, False, None, "payment_timeout")
+            self._owe_void(order_id)
+            return
+        if payment is None or payment["status"] not in CHARGED + ("declined",):
+            payment = self.payments.void_payment(order_id)  # so a late authorisation cannot charge
+        if payment["status"] in CHARGED:
             self._apply_payment(order_id, True, payment.get("reference"), None)
-        elif payment and payment["status"] == "declined":
+        elif payment["status"] == "declined":
             self._apply_payment(order_id, False, payment.get("reference"), payment.get("failure_reason"))
         else:
             self._apply_payment(order_id, False, None, "payment_timeout")
+
+    def _owe_void(self, order_id):
+        """An order failed while the provider could not say whether it had authorised: whatever it holds under the
+        order's key is released (voided, or refunded) once it answers, by ``_settle`` and the reconciler."""
+        with self.db.get_session() as session:
+            session.execute(update(Order).where(Order.id == order_id, Order.status == PAYMENT_FAILED)
+                            .values(refund_pending=True))
+        self._settle(order_id)
 
     def _settle(self, order_id):
         """Carry out what the order owes inventory and the customer; the reconciler retries what fails here."""

@@ -25,18 +25,17 @@ from schemas.products import (
     CategorySchema,
     CategoryUpdateSchema,
     ProductCreateSchema,
-    ProductSchema,
     ProductSearchSchema,
     ProductUpdateSchema,
     StockLevelSchema,
+    product_document,
     reference,
 )
 from services.products import models
 from services.products.models import Base, Category, OutboxMessage, ProcessedEvent, Product
 
 MAX_BATCH = 1000
-CATEGORY = CategorySchema()
-PRODUCT = ProductSchema()
+dump_category = CategorySchema().dump
 
 
 class ProductsService(Operational):
@@ -51,12 +50,12 @@ class ProductsService(Operational):
     @rpc
     def list_categories(self):
         with self.db.get_session() as session:
-            return CATEGORY.dump(session.scalars(select(Category).order_by(Category.name, Category.id)), many=True)
+            return dump_category(session.scalars(select(Category).order_by(Category.name, Category.id)), many=True)
 
     @rpc
     def get_category(self, category_id):
         with self.db.get_session() as session:
-            return CATEGORY.dump(self._category(session, category_id))
+            return dump_category(self._category(session, category_id))
 
     @rpc
     def create_category(self, data):
@@ -65,7 +64,7 @@ class ProductsService(Operational):
             self._check_new_category_fields(session, None, fields)
             category = Category(**fields)
             session.add(category)
-            return self._emit(session, "category.created", category, CATEGORY)
+            return self._emit(session, "category.created", category, dump_category)
 
     @rpc
     def update_category(self, category_id, data):
@@ -74,7 +73,7 @@ class ProductsService(Operational):
             category = self._category(session, category_id)
             self._check_new_category_fields(session, category, fields)
             changed = assign(category, fields)
-            return self._emit(session, "category.updated", category, CATEGORY, changed)
+            return self._emit(session, "category.updated", category, dump_category, changed)
 
     @rpc
     def delete_category(self, category_id):
@@ -83,14 +82,14 @@ class ProductsService(Operational):
             self._check_category_unused(session, category)
             models.detach_deleted_products(session, category.id)
             session.delete(category)
-            self.outbox.add(session, "category.deleted", category.id, CATEGORY.dump(category))
+            self.outbox.add(session, "category.deleted", category.id, dump_category(category))
 
     @rpc
     def search_products(self, params=None):
         filters = load(ProductSearchSchema(), params)
         with self.db.get_session() as session:
             total, products = models.search_products(session, filters)
-            return page_of(PRODUCT.dump(products, many=True), filters["page"], filters["page_size"], total)
+            return page_of([product_document(row) for row in products], filters["page"], filters["page_size"], total)
 
     @rpc
     def get_product(self, product_id):
@@ -118,7 +117,7 @@ class ProductsService(Operational):
             self._check_new_product_fields(session, None, fields)
             product = Product(**fields, available=initial_stock, stock_version=0)
             session.add(product)
-            return self._emit(session, "product.created", product, PRODUCT, initial_stock=initial_stock)
+            return self._emit(session, "product.created", product, product_document, initial_stock=initial_stock)
 
     @rpc
     def update_product(self, product_id, data):
@@ -127,7 +126,7 @@ class ProductsService(Operational):
             product = self._live_product(session, product_id)
             self._check_new_product_fields(session, product, fields)
             changed = assign(product, fields)
-            document = self._emit(session, "product.updated", product, PRODUCT, changed)
+            document = self._emit(session, "product.updated", product, product_document, changed)
         self.cache.delete(product_key(document["id"]))
         return document
 
@@ -137,7 +136,7 @@ class ProductsService(Operational):
         with self.db.get_session() as session:
             product = self._live_product(session, product_id)
             product.deleted_at = utcnow()
-            self._emit(session, "product.deleted", product, PRODUCT, deleted_at=rfc3339(product.deleted_at))
+            self._emit(session, "product.deleted", product, product_document, deleted_at=rfc3339(product.deleted_at))
         self.cache.delete(product_key(product_id))
 
     @domain_event_handler("inventory", "stock.updated")
@@ -164,10 +163,10 @@ class ProductsService(Operational):
         except IntegrityError as error:
             raise conflict from error
 
-    def _emit(self, session, event_type, entity, schema, changed=True, **extra):
+    def _emit(self, session, event_type, entity, to_document, changed=True, **extra):
         """Stage the event of a change (``extra`` goes into its data only); returns the entity's document."""
         session.flush()
-        document = schema.dump(entity)
+        document = to_document(entity)
         if changed:
             self.outbox.add(session, event_type, entity.id, {**document, **extra})
         return document
@@ -192,7 +191,7 @@ class ProductsService(Operational):
             return {}
         with self.db.get_session() as session:
             products = session.scalars(models.live_products().where(Product.id.in_(product_ids))).all()
-            return {product.id: PRODUCT.dump(product) for product in products}
+            return {product.id: product_document(product) for product in products}
 
     def _check_new_category_fields(self, session, category, fields):
         if "name" in fields and models.is_taken(session, Category.name, fields["name"], category):

@@ -42,10 +42,12 @@ def tiny(tmp_path, monkeypatch):
     return settings
 
 
-def test_a_floor_is_loaded_through_wrk_and_answers_without_errors(rabbit_config, tiny, wrk, tmp_path):
+@pytest.mark.parametrize("experiment", [HOP[0], *(e for e in HOP if "BENCH_COMMON_RPC" in (e.env or {}))],
+                         ids=["nameko-defaults", "common-rpc"])
+def test_a_floor_is_loaded_through_wrk_and_answers_without_errors(rabbit_config, tiny, wrk, tmp_path, experiment):
     env = {**os.environ, "AMQP_URI": config["AMQP_URI"], "PYTHONWARNINGS": "ignore"}
 
-    result = run_floor("hop", HOP[0], tiny, env, wrk, tmp_path / "log")
+    result = run_floor("hop", experiment, tiny, env, wrk, tmp_path / "log")
 
     assert result.requests > 0
     assert result.errors == 0, result.error_kinds

@@ -150,7 +150,7 @@ def test_every_event_type_reaches_its_topic_and_matches_its_schema(
         received.update({r.value["event_type"]: r for r in records})
         assert {r.value["event_type"] for r in records} == expected
 
-    assert set(received) == set(sent) and len(sent) == len(event_types()) == 21
+    assert set(received) == set(sent) and len(sent) == len(event_types()) == 22
     for event_type, record in received.items():
         validate(record.value)
         assert record.value == sent[event_type]

@@ -1,5 +1,6 @@
 """The payments service against the real broker and the real gRPC provider (a subprocess it may kill)."""
 
+import eventlet
 import pytest
 from nameko import config
 from nameko.events import event_handler
@@ -23,6 +24,7 @@ class PaymentRecorder:
     @event_handler("payments", "payment.authorized")
     @event_handler("payments", "payment.failed")
     @event_handler("payments", "payment.refunded")
+    @event_handler("payments", "payment.captured")
     def record(self, envelope):
         received.append(envelope)
 
@@ -101,6 +103,47 @@ def test_refund_of_a_charged_payment_dispatches_payment_refunded(payments):
     wait_until(lambda: len(events_for(30)) == 2, message="payment.refunded")
     assert events_for(30)[1]["event_type"] == "payment.refunded"
     assert events_for(31) == []
+
+
+def order_status_changed(order_id, status):
+    event_dispatcher()("orders", "order.status_changed", make_envelope(
+        "order.status_changed", order_id, {"id": order_id, "status": status}, source="orders", correlation_id="c-2"))
+
+
+def test_shipping_captures_the_authorised_payment_once_and_nothing_else_does(payments):
+    order_created(50, "tok_visa")
+    order_created(51, "tok_visa")
+    wait_until(lambda: events_for(50) and events_for(51), message="authorisations")
+    with ServiceRpcClient("payments") as rpc:
+        rpc.refund_payment(51)
+    for status in ("SHIPPED", "DELIVERED"):
+        with entrypoint_waiter(payments, "capture_payment", timeout=10):
+            order_status_changed(50, status)
+    with entrypoint_waiter(payments, "capture_payment", timeout=10):
+        order_status_changed(51, "SHIPPED")  # refunded meanwhile: nothing to capture
+    with entrypoint_waiter(payments, "capture_payment", timeout=10):
+        order_status_changed(50, "SHIPPED")  # a repeat captures nothing twice
+
+    captured = [e for e in events_for(50) if e["event_type"] == "payment.captured"]
+    assert len(captured) == 2 and {e["data"]["status"] for e in captured} == {"captured"}
+    assert captured[0]["data"]["reference"] == events_for(50)[0]["data"]["reference"]
+    assert [e["event_type"] for e in events_for(51)] == ["payment.authorized", "payment.refunded"]
+    with ServiceRpcClient("payments") as rpc:
+        assert rpc.get_payment(50)["status"] == "captured"
+        assert rpc.get_payment(51)["status"] == "refunded"
+    validate(captured[0])
+
+
+def test_a_capture_the_provider_cannot_answer_is_retried(payments, payment_provider):  # noqa: F811
+    order_created(60, "tok_visa")
+    wait_until(lambda: events_for(60), message="authorisation")
+    payment_provider.kill()
+    order_status_changed(60, "SHIPPED")
+    eventlet.sleep(1.5)  # a delivery or two fail against the dead provider and go back to the queue
+    payment_provider.start()
+
+    wait_until(lambda: len(events_for(60)) == 2, timeout=20, message="the capture once the provider is back")
+    assert events_for(60)[1]["event_type"] == "payment.captured"
 
 
 def test_the_service_survives_the_provider_dying_and_coming_back(payments, payment_provider):  # noqa: F811

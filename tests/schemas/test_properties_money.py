@@ -1,15 +1,19 @@
 """Money (schemas/common.py) for any input: a decimal string or number loads to exactly two places with no float
-artefacts; NaN, infinities, overflow and anything else non-numeric are validation errors, never crashes."""
+artefacts; NaN, infinities, overflow and anything else non-numeric are validation errors, never crashes. The
+hand-built product document dumps money (and the rest) exactly as ProductSchema does."""
 
+import datetime as dt
 import math
 import re
 from decimal import ROUND_HALF_UP, Decimal
+from types import SimpleNamespace
 
 from hypothesis import given
 from hypothesis import strategies as st
 from marshmallow import Schema, ValidationError
 
 from schemas.common import MONEY_LIMIT, Money
+from schemas.products import ProductSchema, product_document
 
 CENTS = Decimal("0.01")
 TWO_PLACES = re.compile(r"^-?[0-9]+\.[0-9]{2}$")
@@ -78,3 +82,13 @@ def test_anything_else_loads_to_valid_money_or_a_validation_error(value):
     except ValidationError:
         return
     assert loaded.is_finite() and abs(loaded) < MONEY_LIMIT and loaded.as_tuple().exponent == -2
+
+
+@given(st.builds(
+    SimpleNamespace, id=st.integers(1, 2**63 - 1), sku=st.text(max_size=64), name=st.text(max_size=200),
+    description=st.none() | st.text(), price=st.decimals(min_value=0, max_value=MONEY_LIMIT - CENTS, places=2),
+    currency=st.sampled_from(["USD", "EUR"]), category_id=st.none() | st.integers(1, 2**63 - 1),
+    available=st.integers(0, 2**31 - 1),
+    created_at=st.datetimes(), updated_at=st.datetimes(timezones=st.none() | st.just(dt.UTC))))
+def test_the_hand_built_product_document_is_the_schemas_dump(product):
+    assert product_document(product) == ProductSchema().dump(product)

@@ -4,6 +4,7 @@ gRPC provider as a subprocess, and a migrated database (SQLite and MariaDB)."""
 import itertools
 import json
 
+import grpc
 import pytest
 from nameko import config
 from nameko.standalone.rpc import ClusterRpcClient
@@ -11,6 +12,7 @@ from sqlalchemy import select
 
 from bridge.payments import PaymentsService
 from common.db import make_engine
+from payment_provider import protos
 from services.inventory.service import InventoryService
 from services.orders.models import OutboxMessage
 from services.orders.service import OrdersService
@@ -18,6 +20,7 @@ from services.products.service import ProductsService
 from tests.payment_provider.provider import payment_provider  # noqa: F401  (the fixture)
 from tests.support import wait_until
 
+pb, pb_grpc = protos()
 ADDRESS = {"name": "Ada Lovelace", "line1": "1 Analytical Way", "city": "London", "postal_code": "N1 9GU",
            "country": "GB"}
 # Saga timings scaled down so a test waits seconds, not minutes; the logic is the production one.
@@ -87,3 +90,22 @@ def saga(saga_config, payment_provider, container_factory):  # noqa: F811
                   for cls in (ProductsService, InventoryService, OrdersService, PaymentsService)}
     with ClusterRpcClient() as rpc:
         yield Saga(containers, payment_provider, rpc)
+
+
+def authorize_at_the_provider(saga, order):
+    channel = grpc.insecure_channel(saga.provider.address)
+    try:
+        pb_grpc.PaymentProviderStub(channel).Authorize(pb.AuthorizeRequest(
+            idempotency_key=str(order["id"]), amount=order["total"], currency="USD", token="tok_visa"), timeout=5)
+    finally:
+        channel.close()
+
+
+def provider_status(saga, order_id):
+    channel = grpc.insecure_channel(saga.provider.address)
+    try:
+        payment = pb_grpc.PaymentProviderStub(channel).GetPayment(
+            pb.PaymentRequest(idempotency_key=str(order_id)), timeout=5)
+        return pb.PaymentStatus.Name(payment.status)
+    finally:
+        channel.close()

@@ -1,25 +1,11 @@
-"""After payment: cancelling (refund, stock back), shipping steps, and listing orders."""
+"""After payment: cancelling (refund, stock back), shipping steps (the payment captured), and listing orders."""
 
-import grpc
 import pytest
 
 from common.errors import Conflict, NotFound, ValidationFailed
-from payment_provider import protos
 from schemas.events import validate
-from tests.services.orders.conftest import outbox_events
+from tests.services.orders.conftest import outbox_events, provider_status
 from tests.support import wait_until
-
-pb, pb_grpc = protos()
-
-
-def provider_status(saga, order_id):
-    channel = grpc.insecure_channel(saga.provider.address)
-    try:
-        payment = pb_grpc.PaymentProviderStub(channel).GetPayment(
-            pb.PaymentRequest(idempotency_key=str(order_id)), timeout=5)
-        return pb.PaymentStatus.Name(payment.status)
-    finally:
-        channel.close()
 
 
 def test_cancelling_a_paid_order_refunds_it_and_puts_the_stock_back(saga):
@@ -72,6 +58,9 @@ def test_orders_ship_and_deliver_in_order_only(saga, db_uris):
     assert no_cancel.value.code == "illegal_transition"
     assert [h["status"] for h in delivered["history"]] == ["PENDING_PAYMENT", "PAID", "SHIPPED", "DELIVERED"]
     assert delivered["invoice_url"].endswith(f"/orders/{order['id']}/invoice")
+    wait_until(lambda: saga.rpc.orders.get_order(order["id"])["payment"]["status"] == "captured",
+               message="the payment captured once shipped")
+    assert provider_status(saga, order["id"]) == "CAPTURED"
     with pytest.raises(ValidationFailed):
         saga.rpc.orders.change_status(order["id"], "LOST")
     with pytest.raises(NotFound) as missing:

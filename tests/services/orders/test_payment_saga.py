@@ -1,14 +1,10 @@
 """The payment saga end to end: every sandbox token's outcome, the reconciler, and a provider killed mid-saga."""
 
 import eventlet
-import grpc
 
 from bridge.payments import PaymentsService
-from payment_provider import protos
-from tests.services.orders.conftest import start
+from tests.services.orders.conftest import authorize_at_the_provider, provider_status, start
 from tests.support import wait_until
-
-pb, pb_grpc = protos()
 
 
 class PaymentsWithoutSaga(PaymentsService):
@@ -66,17 +62,30 @@ def test_an_authorisation_nobody_reported_ends_paid_not_failed(saga, container_f
     start(container_factory, PaymentsWithoutSaga)
     widget = saga.product(stock=4)
     order = saga.order([{"product_id": widget["id"], "quantity": 2}], token="tok_visa")
-    channel = grpc.insecure_channel(saga.provider.address)
-    try:
-        pb_grpc.PaymentProviderStub(channel).Authorize(pb.AuthorizeRequest(
-            idempotency_key=str(order["id"]), amount=order["total"], currency="USD", token="tok_visa"), timeout=5)
-    finally:
-        channel.close()
+    authorize_at_the_provider(saga, order)
 
     paid = saga.wait_for_status(order["id"], "PAID", "PAYMENT_FAILED")
 
     assert paid["status"] == "PAID" and paid["payment"]["status"] == "authorized"
     settled_stock(saga, widget["id"], on_hand=2)
+
+
+def test_an_authorisation_hidden_by_an_outage_is_released_once_the_provider_is_back(saga, container_factory):
+    saga.containers["payments"].stop()
+    start(container_factory, PaymentsWithoutSaga)
+    widget = saga.product(stock=4)
+    order = saga.order([{"product_id": widget["id"], "quantity": 1}], token="tok_visa")
+    authorize_at_the_provider(saga, order)  # it held the money, but nobody heard
+    saga.provider.kill()
+
+    failed = saga.wait_for_status(order["id"], "PAID", "PAYMENT_FAILED")
+    saga.provider.start()
+
+    assert (failed["status"], failed["payment"]["failure_reason"]) == ("PAYMENT_FAILED", "payment_timeout")
+    wait_until(lambda: saga.rpc.orders.get_order(order["id"])["payment"]["status"] == "refunded", timeout=20,
+               message="the hidden authorisation released")
+    assert provider_status(saga, order["id"]) == "REFUNDED"
+    settled_stock(saga, widget["id"], on_hand=4)
 
 
 def test_provider_killed_mid_saga_leaves_no_order_stuck_and_no_stock_held(saga):

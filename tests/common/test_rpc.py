@@ -1,0 +1,127 @@
+"""common.rpc over the real broker: answers of any size, a deadline, no service, and requests that stop declaring
+the reply queue once one has been routed; every consumer reads the socket ahead (common.amqp)."""
+
+import eventlet
+import pytest
+from kombu import Queue
+from nameko import config
+from nameko.standalone.rpc import ServiceRpcClient
+
+from common import amqp
+from common.errors import DependencyUnavailable
+from common.events import domain_event_handler
+from common.rpc import ServiceRpc, rpc
+from tests.support import wait_until
+
+
+class Echo:
+    name = "echo"
+
+    @rpc
+    def echo(self, text):
+        return text
+
+    @rpc
+    def sleep(self, seconds):
+        eventlet.sleep(seconds)
+
+    @domain_event_handler("caller", "echo.requested")
+    def echo_event(self, envelope):
+        pass
+
+
+class Caller:
+    name = "caller"
+
+    echo_rpc = ServiceRpc("echo", timeout=0.5)
+    nobody_rpc = ServiceRpc("nobody")
+
+    @rpc
+    def relay(self, text):
+        return self.echo_rpc.echo(text)
+
+    @rpc
+    def relay_all(self, texts):
+        return list(eventlet.GreenPool(16).imap(self.echo_rpc.echo, texts))
+
+    @rpc
+    def relay_sleep(self, seconds):
+        try:
+            return self.echo_rpc.sleep(seconds)
+        except DependencyUnavailable as exc:
+            return str(exc)
+
+    @rpc
+    def call_nobody(self):
+        try:
+            return self.nobody_rpc.anything()
+        except DependencyUnavailable as exc:
+            return str(exc)
+
+
+@pytest.fixture
+def caller(rabbit_config, container_factory):
+    for service in (Echo, Caller):
+        container_factory(service).start()
+    with ServiceRpcClient("caller") as client:
+        yield client
+
+
+def test_answers_of_every_size_arrive_whole_and_in_any_order(caller):
+    # across py-amqp's frames, read-ahead buffers and the 128 KiB frame limit of the broker
+    texts = [f"{n}:" + "x" * size for n, size in enumerate([0, 1, 100, 4090, 4096, 5000, 70_000, 300_000] * 6)]
+    assert caller.relay_all(texts) == texts
+
+
+def test_a_slow_answer_is_dependency_unavailable_and_no_service_too(caller):
+    assert caller.relay_sleep(2) == "echo.sleep did not answer within 0.5s."
+    assert caller.call_nobody() == "nobody.anything: the service is not running."
+    assert caller.relay("still fine") == "still fine"
+
+
+def test_only_the_first_request_declares_the_reply_queue(caller, monkeypatch):
+    declared = []
+    real_declare = Queue.declare
+
+    def spy(queue, *args, **kwargs):
+        declared.append(queue.name)
+        return real_declare(queue, *args, **kwargs)
+
+    monkeypatch.setattr(Queue, "declare", spy)
+    caller.relay("first")
+    first = [name for name in declared if name.startswith("rpc.reply-caller")]
+    for n in range(5):
+        assert caller.relay(str(n)) == str(n)
+
+    assert len(first) == 1
+    assert [name for name in declared if name.startswith("rpc.reply-caller")] == first
+
+
+def test_every_consumer_reads_ahead(rabbit_config, container_factory, monkeypatch):
+    patched = []
+    monkeypatch.setattr(amqp, "read_ahead", lambda transport: patched.append(type(transport).__name__))
+    for service in (Echo, Caller):
+        container_factory(service).start()
+
+    # echo's and caller's RPC consumers, echo's event handler and caller's reply listener
+    assert patched == ["TCPTransport"] * 4
+
+
+def test_read_ahead_asks_for_at_least_a_few_kilobytes():
+    asked = []
+    recv = amqp.functools.partial(amqp._recv_at_least, lambda size: asked.append(size) or b"")
+    recv(7), recv(1), recv(100_000)
+    assert asked == [amqp.READ_AHEAD_BYTES, amqp.READ_AHEAD_BYTES, 100_000]
+
+
+def test_replies_are_consumed_without_acks_and_requests_with_them(caller, rabbit_manager):
+    assert caller.relay("hello") == "hello"
+    vhost = config["AMQP_URI"].rsplit("/", 1)[1]
+
+    def ack_required():  # the management API lists consumers a few seconds late
+        return {consumer["queue"]["name"]: consumer["ack_required"]
+                for consumer in rabbit_manager._get("consumers", vhost)}
+
+    wait_until(lambda: len(ack_required()) == 4, interval=0.5, message="every consumer listed")
+    by_kind = {name.split("-")[0]: required for name, required in ack_required().items()}
+    assert by_kind == {"rpc.reply": False, "rpc": True, "evt": True}
