@@ -27,15 +27,6 @@ def utcnow():
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def rfc3339(moment):
-    """Naive datetimes in this system are UTC."""
-    if moment is None:
-        return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.replace(microsecond=0).isoformat() + "Z"
-
-
 def rfc3339_millis(moment):
     """Event times keep milliseconds: relay lag is measured from them."""
     return moment.isoformat(timespec="milliseconds") + "Z"

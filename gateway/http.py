@@ -46,10 +46,10 @@ from werkzeug.wrappers import Request, Response
 
 from common.correlation import CORRELATION_KEY, REQUEST_ID_HEADER, acceptable_request_id
 from common.errors import DomainError, Unauthorized
-from common.events import rfc3339
 from gateway.auth import Auth, bearer_token, decode_token
 from gateway.ratelimit import RateLimiter, client_address, route_class
 from gateway.security import EdgePolicy, is_preflight
+from schemas.common import rfc3339
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,13 @@ from sqlalchemy.exc import IntegrityError
 from common.correlation import CorrelationId
 from common.db import Database
 from common.errors import Conflict, NotFound, Unauthorized, ValidationFailed
-from common.events import rfc3339, utcnow
+from common.events import utcnow
 from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
 from common.rpc import rpc
 from schemas.accounts import CredentialsSchema, RegisterSchema, UserSchema
+from schemas.common import rfc3339
 from services.accounts.admin import AdminAccount
 from services.accounts.models import Base, OutboxMessage, User, live_user, live_user_by_email
 from services.accounts.passwords import hash_password, needs_rehash, verify_password, waste_a_verification

@@ -32,11 +32,12 @@ from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, 
 from common.correlation import CorrelationId
 from common.db import Database
 from common.errors import NotFound, ValidationFailed
-from common.events import domain_event_handler, first_delivery, rfc3339, utcnow
+from common.events import domain_event_handler, first_delivery, utcnow
 from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
 from common.rpc import ServiceRpc, rpc
+from schemas.common import rfc3339
 from schemas.notifications import NotificationSchema, NotificationSentSchema
 from services.notifications.channels import Mailer, PermanentFailure, Sms, setting
 from services.notifications.invoices import InvoiceStore, render_invoice_pdf, shop_details

@@ -23,8 +23,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, relationship
 
-from common.events import ProcessedEventMixin, rfc3339, utcnow
+from common.events import ProcessedEventMixin, utcnow
 from common.outbox import OutboxMessageMixin
+from schemas.common import rfc3339
 
 ID = BigInteger().with_variant(Integer, "sqlite")
 

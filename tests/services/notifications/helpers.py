@@ -6,7 +6,8 @@ import socket
 from nameko.standalone.events import event_dispatcher
 from pypdf import PdfReader
 
-from common.events import make_envelope, rfc3339, utcnow
+from common.events import make_envelope, utcnow
+from schemas.common import rfc3339
 
 
 def an_order(order_id, customer_id, status="PAID", items=None):
