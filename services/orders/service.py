@@ -292,7 +292,10 @@ class OrdersService(Operational):
 
     # --- the payment saga ---------------------------------------------------------------------------------------
 
-    def _apply_payment(self, order_id, authorized, reference, reason, envelope=None, handler=None):
+    def _apply_payment(self, order_id, authorized, reference, reason, envelope=None, handler=None,
+                       release_owed=False):
+        """``release_owed``: the provider could not say what it holds under the order's key, so whatever that is gets
+        released (voided, or refunded) once it answers, by ``_settle`` and the reconciler."""
         with self.db.get_session() as session:
             if envelope is not None and not first_delivery(session, ProcessedEvent, envelope, handler):
                 return
@@ -302,6 +305,7 @@ class OrdersService(Operational):
                 return
             if order.status == PENDING_PAYMENT:
                 self._record_outcome(session, order, authorized, reference, reason)
+                order.refund_pending = release_owed
             elif authorized and order.status in (PAYMENT_FAILED, CANCELLED) and order.payment_status != "refunded":
                 order.refund_pending = True  # a charge the order no longer wants (it timed out or was cancelled)
         self._settle(int(order_id))
@@ -322,8 +326,7 @@ class OrdersService(Operational):
         try:
             payment = self.payments.get_payment(order_id)
         except DependencyUnavailable:  # the provider is down: the customer has waited long enough
-            self._apply_payment(order_id, False, None, "payment_timeout")
-            self._owe_void(order_id)
+            self._apply_payment(order_id, False, None, "payment_timeout", release_owed=True)
             return
         if payment is None or payment["status"] not in CHARGED + ("declined",):
             payment = self.payments.void_payment(order_id)  # so a late authorisation cannot charge
@@ -333,14 +336,6 @@ class OrdersService(Operational):
             self._apply_payment(order_id, False, payment.get("reference"), payment.get("failure_reason"))
         else:
             self._apply_payment(order_id, False, None, "payment_timeout")
-
-    def _owe_void(self, order_id):
-        """An order failed while the provider could not say whether it had authorised: whatever it holds under the
-        order's key is released (voided, or refunded) once it answers, by ``_settle`` and the reconciler."""
-        with self.db.get_session() as session:
-            session.execute(update(Order).where(Order.id == order_id, Order.status == PAYMENT_FAILED)
-                            .values(refund_pending=True))
-        self._settle(order_id)
 
     def _settle(self, order_id):
         """Carry out what the order owes inventory and the customer; the reconciler retries what fails here."""
