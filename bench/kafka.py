@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from bench.processes import wait_for
+
 RELAY_SOURCE, RELAY_EVENT, RELAY_TOPIC = "notifications", "notification.sent", "notifications"
 
 
@@ -210,9 +212,7 @@ def local_publish(amqp_uri, tag, seqs):
 
 
 def wait_for_arrivals(reader, count, timeout):
-    deadline = time.monotonic() + timeout
-    while len(reader.arrivals) < count and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: len(reader.arrivals) >= count, timeout, interval=0.1)
     reader.stopping.set()
     reader.join(10)
     return list(reader.arrivals.values())
@@ -223,9 +223,7 @@ def warm_up(amqp_uri, reader, tag, count=200, timeout=60):
     bridge's producer fetch its metadata and the reader find and assign it: a one-off of up to a second that a
     4-second run would otherwise put in its p99, though a running relay never pays it again."""
     local_publish(amqp_uri, tag, range(-count, 0))
-    deadline = time.monotonic() + timeout
-    while len(reader.warm_ups) < count and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: len(reader.warm_ups) >= count, timeout, interval=0.05)
     return len(reader.warm_ups) == count
 
 

@@ -58,6 +58,19 @@ class Fleet:
         self.children = []
 
 
+def wait_for(predicate, seconds, interval=0.5):
+    """Poll ``predicate`` until it is truthy or ``seconds`` have passed; returns its last value."""
+    deadline = time.monotonic() + seconds
+    while not (value := predicate()) and time.monotonic() < deadline:
+        time.sleep(interval)
+    return value
+
+
+def wait_until_quiet(busy_percent=25, seconds=60):
+    """Whether the machine's CPU (all cores, every process) fell below ``busy_percent`` for a second."""
+    return wait_for(lambda: psutil.cpu_percent(interval=1) < busy_percent, seconds, interval=0)
+
+
 def wait_for_http(url, fleet, timeout=90, accept=(200,)):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -59,7 +59,7 @@ def main():
         infra.flush_redis(redis_uri)
     settings.output.parent.mkdir(parents=True, exist_ok=True)
     settings.output.write_text(report.render(results, settings, server_versions, started_at, datetime.now(UTC)))
-    say(f"wrote {settings.output.relative_to(ROOT)}")
+    say(f"wrote {settings.output}")
     return 0
 
 

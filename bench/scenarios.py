@@ -6,12 +6,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-import psutil
 import requests
 from kombu import Connection, Exchange, Queue
 
 from bench.floors import measure
 from bench.kafka import percentiles
+from bench.processes import wait_for, wait_until_quiet
 from bench.seed import NOUNS, WORDS
 
 ADDRESS = {"name": "Bench Customer", "line1": "1 Load Street", "city": "Loopback", "postal_code": "12345",
@@ -138,21 +138,6 @@ class OrdersResult:
     paid: int = 0
     time_to_paid_ms: dict = field(default_factory=dict)
     skipped: str = ""
-
-
-def wait_for(predicate, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not predicate():
-        time.sleep(0.5)
-
-
-def wait_until_quiet(busy_percent=25, seconds=60):
-    """Whether the machine's CPU (all cores, every process) fell below ``busy_percent`` for a second."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if psutil.cpu_percent(interval=1) < busy_percent:
-            return True
-    return False
 
 
 def place_orders(settings, base_url, product_ids, wrk, amqp_uri, profile=None, settle_seconds=90, log=print):
