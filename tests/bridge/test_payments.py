@@ -84,6 +84,7 @@ def test_a_timeout_gets_no_verdict_and_is_left_for_the_reconciler(payments):
 
 def test_a_redelivered_order_gets_the_same_answer(payments):
     order_created(20, "tok_visa")
+    wait_until(lambda: events_for(20), message="the first answer")  # both at once would race for the key
     order_created(20, "tok_chargeDeclined")
     wait_until(lambda: len(events_for(20)) == 2, message="two answers")
     first, second = events_for(20)

@@ -1,6 +1,8 @@
 """common.rpc over the real broker: answers of any size, a deadline, no service, and requests that stop declaring
 the reply queue once one has been routed; every consumer reads the socket ahead (common.amqp)."""
 
+import functools
+
 import eventlet
 import pytest
 from kombu import Queue
@@ -109,7 +111,7 @@ def test_every_consumer_reads_ahead(rabbit_config, container_factory, monkeypatc
 
 def test_read_ahead_asks_for_at_least_a_few_kilobytes():
     asked = []
-    recv = amqp.functools.partial(amqp._recv_at_least, lambda size: asked.append(size) or b"")
+    recv = functools.partial(amqp._recv_at_least, lambda size: asked.append(size) or b"")
     recv(7), recv(1), recv(100_000)
     assert asked == [amqp.READ_AHEAD_BYTES, amqp.READ_AHEAD_BYTES, 100_000]
 
