@@ -92,6 +92,15 @@ class RequestPublisher(Publisher):
 
 
 class ReplyListener(NamekoReplyListener):
+    """Nameko's, reading ahead, without acks, and with no lost-reply check before its first consume: nameko starts
+    every extension at once, so a request can come in (an HTTP call during start-up) and register for its reply
+    before this listener has declared its queue; the check then finds the queue "expired" and kills the container.
+    Nothing can have been lost before the first consume."""
+
+    def check_for_lost_replies(self):
+        if self.consumer.ready.is_set():
+            super().check_for_lost_replies()
+
     class ReplyConsumer(ReadsAhead, NamekoReplyListener.ReplyConsumer):
         """Replies are consumed without acks: one message less per call, and an ack protects nothing here (the
         reply queue is this process's own; a reply it never reads is a deadline either way)."""

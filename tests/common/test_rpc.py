@@ -7,12 +7,13 @@ import eventlet
 import pytest
 from kombu import Queue
 from nameko import config
+from nameko.exceptions import ReplyQueueExpiredWithPendingReplies
 from nameko.standalone.rpc import ServiceRpcClient
 
 from common import amqp
 from common.errors import DependencyUnavailable
 from common.events import domain_event_handler
-from common.rpc import ServiceRpc, rpc
+from common.rpc import ReplyListener, ServiceRpc, rpc
 from tests.support import wait_until
 
 
@@ -97,6 +98,19 @@ def test_only_the_first_request_declares_the_reply_queue(caller, monkeypatch):
 
     assert len(first) == 1
     assert [name for name in declared if name.startswith("rpc.reply-caller")] == first
+
+
+def test_a_reply_awaited_before_the_listener_first_consumes_is_not_lost(rabbit_config, container_factory):
+    container = container_factory(Caller)
+    listener = next(extension for extension in container.extensions if isinstance(extension, ReplyListener))
+    listener.setup()
+    listener.register_for_reply("sent-while-the-container-starts")
+
+    listener.check_for_lost_replies()  # its queue does not exist yet: nameko would call the reply lost
+
+    listener.consumer.ready.set()  # after the first consume, a missing queue does mean lost replies
+    with pytest.raises(ReplyQueueExpiredWithPendingReplies):
+        listener.check_for_lost_replies()
 
 
 def test_every_consumer_reads_ahead(rabbit_config, container_factory, monkeypatch):
