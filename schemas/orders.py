@@ -1,13 +1,42 @@
-"""Order shapes: what placing, listing, cancelling and shipping orders accept, and the order they answer."""
+"""Order shapes: what placing, listing, cancelling and shipping orders accept, and the order they answer.
+
+``OrderStatus`` and ``PaymentStatus`` are the one definition of an order's statuses (API.md "Orders"): the orders
+service's aggregate, the gateway and the OpenAPI document all take them from here (``schemas`` imports nothing
+above it, so every layer may).
+"""
+
+from enum import StrEnum
 
 from marshmallow import Schema, fields
 from marshmallow.validate import Length, OneOf, Range
 
 from schemas.common import Money, PaginationSchema, Timestamp, Trimmed, paginated
 
-ORDER_STATUSES = ("PENDING_PAYMENT", "PAID", "PAYMENT_FAILED", "SHIPPED", "DELIVERED", "CANCELLED")
-ADMIN_STATUS_STEPS = ("SHIPPED", "DELIVERED")
-PAYMENT_STATUSES = ("pending", "authorized", "captured", "failed", "voided", "refunded")
+
+
+class OrderStatus(StrEnum):
+    PENDING_PAYMENT = "PENDING_PAYMENT"
+    PAID = "PAID"
+    PAYMENT_FAILED = "PAYMENT_FAILED"
+    SHIPPED = "SHIPPED"
+    DELIVERED = "DELIVERED"
+    CANCELLED = "CANCELLED"
+
+
+class PaymentStatus(StrEnum):
+    """An order's ``payment.status``: what the shop holds of the customer's money."""
+
+    PENDING = "pending"
+    AUTHORIZED = "authorized"
+    CAPTURED = "captured"
+    FAILED = "failed"
+    VOIDED = "voided"
+    REFUNDED = "refunded"
+
+
+ORDER_STATUSES = tuple(OrderStatus)
+ADMIN_STATUS_STEPS = (OrderStatus.SHIPPED, OrderStatus.DELIVERED)
+PAYMENT_STATUSES = tuple(PaymentStatus)
 MAX_ID = 2**63 - 1
 MAX_QUANTITY = 1000
 MAX_LINES = 100
