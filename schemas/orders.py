@@ -13,7 +13,6 @@ from marshmallow.validate import Length, OneOf, Range
 from schemas.common import Money, PaginationSchema, Timestamp, Trimmed, paginated
 
 
-
 class OrderStatus(StrEnum):
     PENDING_PAYMENT = "PENDING_PAYMENT"
     PAID = "PAID"
