@@ -1,22 +1,25 @@
-"""The ``payments`` service: the saga's link to the gRPC payment provider.
+"""The ``payments`` service: the saga's link to the gRPC payment provider, commanded by ``orders`` over RPC.
 
-For every ``order.created`` it authorises the order's total (idempotency key = the order id, deadline
-``PAYMENT_TIMEOUT_SECONDS``) and dispatches ``payment.authorized`` or ``payment.failed``; when an order is shipped
-(``order.status_changed`` to ``SHIPPED``) it captures the authorisation, so the shop is paid for what it sent, and
-dispatches ``payment.captured`` (a provider that cannot be reached gets the event again until it answers). It has
-no database: the AMQP message is acked only after the event is dispatched, so a crash redelivers it and the
-idempotent Authorize gives the same answer again. A provider that is down or too slow gets no verdict here: the
-orders reconciler asks ``get_payment`` later and times the order out if nothing was authorised.
+``orders`` runs the saga (docs/orders.md): it asks here to authorise, capture, refund or void, and records the
+answer on the order. Every answer that changes money is also stated as a fact, ``payment.authorized|failed|
+captured|refunded``, for downstream systems (Kafka); nothing in the shop reacts to those events. Each call is
+idempotent at the provider (idempotency key = the order id), and so are the facts: an event's id is derived from the
+order and the event type, so a repeated answer is the same event again and consumers drop it. It has no database
+and keeps no payment token: the token arrives with the ``authorize_payment`` request and goes on to the provider.
 
-RPC (payment dicts ``{order_id, status, reference, failure_reason, amount, currency}``, status one of
-``authorized | declined | captured | voided | refunded``):
-- ``get_payment(order_id)`` -> payment or None; ``DependencyUnavailable`` when the provider cannot be reached.
+RPC (payment dicts ``schemas.payments.PaymentSchema``: ``{order_id, status, reference, failure_reason, amount,
+currency}``, status a ``ChargeStatus``); ``DependencyUnavailable(payment_provider_unavailable)`` whenever the
+provider cannot be reached or does not answer within ``PAYMENT_TIMEOUT_SECONDS``:
+- ``authorize_payment(order_id, amount, currency, token)`` -> payment (``authorized`` or ``declined``).
+- ``capture_payment(order_id)`` -> payment; ``Conflict(payment_state_conflict)`` once refunded or voided.
+- ``get_payment(order_id)`` -> payment or None.
 - ``void_payment(order_id)`` -> payment: cancels an authorisation, or fences the key so none can happen later.
-- ``refund_payment(order_id)`` -> payment or None: refunds a charged payment (dispatching ``payment.refunded``),
-  voids anything else, so the customer ends up not charged.
+- ``refund_payment(order_id)`` -> payment: refunds a charged payment, voids anything else, so the customer ends up
+  not charged.
 """
 
 import logging
+import uuid
 
 from grpc import StatusCode
 from nameko import config
@@ -25,17 +28,19 @@ from nameko_grpc.errors import GrpcError
 
 from common.correlation import CorrelationId
 from common.errors import Conflict, DependencyUnavailable
-from common.events import domain_event_handler, make_envelope
+from common.events import make_envelope
 from common.health import Operational
 from common.metrics import Metrics, count_domain_event
 from common.rpc import rpc
+from common.validation import load_id
 from payment_provider.client import PaymentProviderClient
+from schemas.payments import CHARGED, PROVIDER_UNAVAILABLE, ChargeStatus
 
 log = logging.getLogger(__name__)
 
 messages = PaymentProviderClient.messages
 UNREACHABLE = (StatusCode.UNAVAILABLE, StatusCode.DEADLINE_EXCEEDED, StatusCode.CANCELLED)
-SHIPPED = "SHIPPED"
+EVENT_IDS = uuid.UUID("8d7f6c0e-3f4b-5a59-9d1e-7f0c2b6a4e11")  # namespace of the payment facts' event ids
 
 
 class PaymentsService(Operational):
@@ -46,40 +51,30 @@ class PaymentsService(Operational):
     correlation = CorrelationId()
     metrics = Metrics()
 
-    @domain_event_handler("orders", "order.created")
-    def authorize_payment(self, envelope):
-        order = envelope["data"]
-        request = messages.AuthorizeRequest(idempotency_key=str(order["id"]), amount=order["total"],
-                                            currency=order["currency"], token=order.get("payment_token", ""))
+    @rpc
+    def authorize_payment(self, order_id, amount, currency, token):
+        order_id = load_id(order_id, "order_id")
+        request = messages.AuthorizeRequest(idempotency_key=str(order_id), amount=str(amount), currency=str(currency),
+                                            token=str(token))
         try:
             payment = self._call("Authorize", request)
-        except DependencyUnavailable:
-            log.warning("order %s: no answer from the payment provider; left to the reconciler", order["id"])
-            return
         except GrpcError as exc:
             if exc.code != StatusCode.INVALID_ARGUMENT:
-                log.error("order %s: the payment provider failed (%s); left to the reconciler", order["id"], exc.code)
-                return
-            payment = {"order_id": order["id"], "status": "declined", "reference": "",
-                       "failure_reason": "invalid_payment_request", "amount": order["total"],
-                       "currency": order["currency"]}
-        if payment["status"] in ("authorized", "captured"):
-            self._publish("payment.authorized", payment)
+                raise
+            payment = {"order_id": order_id, "status": ChargeStatus.DECLINED, "reference": "",
+                       "failure_reason": "invalid_payment_request", "amount": request.amount,
+                       "currency": request.currency}
+        if payment["status"] in CHARGED:
+            self._state("payment.authorized", payment)
         else:
-            reason = payment["failure_reason"] or payment["status"]
-            self._publish("payment.failed", {**payment, "failure_reason": reason, "reason": reason})
+            self._state("payment.failed", {**payment, "reason": payment["failure_reason"] or payment["status"]})
+        return payment
 
-    @domain_event_handler("orders", "order.status_changed")
-    def capture_payment(self, envelope):
-        order = envelope["data"]
-        if order.get("status") != SHIPPED:
-            return
-        try:
-            payment = self._call("Capture", self._key(order["id"]))
-        except Conflict as exc:  # refunded or voided meanwhile: nothing to capture, and retrying cannot change it
-            log.error("order %s shipped but its payment cannot be captured: %s", order["id"], exc)
-            return
-        self._publish("payment.captured", payment)
+    @rpc
+    def capture_payment(self, order_id):
+        payment = self._call("Capture", self._key(order_id))
+        self._state("payment.captured", payment)
+        return payment
 
     @rpc
     def get_payment(self, order_id):
@@ -97,11 +92,11 @@ class PaymentsService(Operational):
     @rpc
     def refund_payment(self, order_id):
         payment = self.get_payment(order_id)
-        if payment is None or payment["status"] not in ("authorized", "captured", "refunded"):
+        if payment is None or payment["status"] not in (*CHARGED, ChargeStatus.REFUNDED):
             return self.void_payment(order_id)
-        if payment["status"] != "refunded":
+        if payment["status"] != ChargeStatus.REFUNDED:
             payment = self._call("Refund", self._key(order_id))
-            self._publish("payment.refunded", payment)
+            self._state("payment.refunded", payment)
         return payment
 
     def _call(self, method, request):
@@ -111,8 +106,7 @@ class PaymentsService(Operational):
             reply = getattr(self.provider, method)(request, timeout=timeout)
         except GrpcError as exc:
             if exc.code in UNREACHABLE:
-                raise DependencyUnavailable(f"payment provider: {exc.message}",
-                                            code="payment_provider_unavailable") from None
+                raise DependencyUnavailable(f"payment provider: {exc.message}", code=PROVIDER_UNAVAILABLE) from None
             if exc.code == StatusCode.FAILED_PRECONDITION:
                 raise Conflict(exc.message, code="payment_state_conflict") from None
             raise
@@ -120,11 +114,13 @@ class PaymentsService(Operational):
                 "reference": reply.reference, "failure_reason": reply.failure_reason, "amount": reply.amount,
                 "currency": reply.currency}
 
-    def _publish(self, event_type, payment):
-        self.dispatch(event_type, make_envelope(event_type, payment["order_id"], payment, source=self.name,
-                                                correlation_id=self.correlation.id))
+    def _state(self, event_type, payment):
+        order_id = payment["order_id"]
+        event_id = str(uuid.uuid5(EVENT_IDS, f"{event_type}:{order_id}"))
+        self.dispatch(event_type, make_envelope(event_type, order_id, payment, source=self.name,
+                                                correlation_id=self.correlation.id, event_id=event_id))
         count_domain_event(self.name, event_type)
 
     @staticmethod
     def _key(order_id):
-        return messages.PaymentRequest(idempotency_key=str(order_id))
+        return messages.PaymentRequest(idempotency_key=str(load_id(order_id, "order_id")))

@@ -5,8 +5,11 @@ import time
 
 import eventlet
 from nameko_sqlalchemy import Database as NamekoDatabase
+from nameko_sqlalchemy.database import DatabaseWrapper
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
+
+from common.events import AlreadyHandled, can_record, record_delivery
 
 SQLITE_LOCK_WAIT_SECONDS = 30
 DEFAULT_MAX_WORKERS = 10
@@ -85,10 +88,53 @@ def make_engine(uri, max_workers=DEFAULT_MAX_WORKERS, **extra):
 
 
 class Database(NamekoDatabase):
-    """nameko-sqlalchemy's provider with engines tuned per dialect (see ``make_engine``)."""
+    """nameko-sqlalchemy's provider with engines tuned per dialect (see ``make_engine``).
+
+    ``handled_events``: the service's ``ProcessedEvent`` model. With it, each event handler's worker records its
+    event in the first transaction it begins (``common.events.DomainEventHandler`` says which event that is).
+    """
+
+    def __init__(self, declarative_base, handled_events=None, **options):
+        super().__init__(declarative_base, **options)
+        self.handled_events = handled_events
 
     def setup(self):
         super().setup()
         self.engine.dispose()
         self.engine = make_engine(self.db_uri, self.container.max_workers, **self.engine_options)
         self.Session.configure(bind=self.engine)
+
+    def get_dependency(self, worker_ctx):
+        delivery = getattr(worker_ctx.entrypoint, "delivery", None)
+        if self.handled_events is None or delivery is None:
+            return super().get_dependency(worker_ctx)
+        db = OnceWrapper(self.Session, self.handled_events, *delivery(worker_ctx))
+        self.dbs[worker_ctx] = db
+        return db
+
+
+class OnceWrapper(DatabaseWrapper):
+    """A worker's sessions whose first transaction also records the event the worker applies."""
+
+    def __init__(self, session_factory, model, event_id, handler):
+        super().__init__(session_factory)
+        self.model, self.event_id, self.handler = model, event_id, handler
+        self.recorded = not can_record(event_id)
+
+    def get_session(self, close_on_exit=False):
+        session = super().get_session(close_on_exit)
+        if not self.recorded:
+            event.listen(session, "after_begin", self._record)
+            event.listen(session, "after_commit", self._committed)
+        return session
+
+    def _record(self, session, transaction, connection):
+        if self.recorded or transaction.nested:
+            return
+        if not record_delivery(connection, self.model, self.event_id, self.handler):
+            raise AlreadyHandled(f"event {self.event_id} was applied by {self.handler} before")
+        session.info["records_delivery"] = True
+
+    def _committed(self, session):
+        if session.info.pop("records_delivery", False):
+            self.recorded = True

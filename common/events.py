@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 import eventlet
 from nameko.events import EventHandler
 from sqlalchemy import Column, DateTime, String, insert
-from sqlalchemy.exc import IntegrityError
 
 from common.amqp import ReadAheadConsumer
 from common.errors import DependencyUnavailable, DomainError
@@ -32,9 +31,9 @@ def rfc3339_millis(moment):
     return moment.isoformat(timespec="milliseconds") + "Z"
 
 
-def make_envelope(event_type, aggregate_id, data, source, correlation_id=None, event_version=1):
+def make_envelope(event_type, aggregate_id, data, source, correlation_id=None, event_version=1, event_id=None):
     return {
-        "event_id": str(uuid.uuid4()),
+        "event_id": event_id or str(uuid.uuid4()),
         "event_type": event_type,
         "event_version": event_version,
         "occurred_at": rfc3339_millis(utcnow()),
@@ -54,32 +53,32 @@ class ProcessedEventMixin:
     processed_at = Column(DateTime, nullable=False, default=utcnow)
 
 
-def first_delivery(session, model, envelope, handler):
-    """Record the event as processed in ``session``; False if it already was (a redelivery).
+class AlreadyHandled(DomainError):
+    """This handler applied this event before: its worker stops and the message is acked."""
 
-    Call it inside the same transaction as the handler's own changes, so both commit or neither does.
-    """
-    event_id = envelope.get("event_id")
-    if not event_id:
-        return True
-    if isinstance(event_id, str) and len(event_id) <= EVENT_ID_LENGTH and len(handler) <= HANDLER_LENGTH:
-        # One round trip on the hot path; MySQL's IGNORE would also swallow an over-long value, hence the check.
-        recorded = session.execute(insert(model).values(event_id=event_id, handler=handler, processed_at=utcnow())
-                                   .prefix_with("IGNORE", dialect="mysql").prefix_with("OR IGNORE", dialect="sqlite"))
-        return recorded.rowcount == 1
-    if session.get(model, (event_id, handler)) is not None:
-        return False
-    session.add(model(event_id=event_id, handler=handler))
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        return False
-    return True
+    code = "already_handled"
+
+
+def can_record(event_id):
+    """Whether ``event_id`` fits the processed-events table; an event with no such id is applied as it comes."""
+    return isinstance(event_id, str) and 0 < len(event_id) <= EVENT_ID_LENGTH
+
+
+def record_delivery(connection, model, event_id, handler):
+    """Record ``(event_id, handler)`` as processed on ``connection``'s transaction; False if it already was."""
+    recorded = connection.execute(insert(model).values(event_id=event_id, handler=handler[:HANDLER_LENGTH],
+                                                       processed_at=utcnow())
+                                  .prefix_with("IGNORE", dialect="mysql").prefix_with("OR IGNORE", dialect="sqlite"))
+    return recorded.rowcount == 1
 
 
 class DomainEventHandler(EventHandler):
-    """``event_handler`` that requeues on infrastructure errors but not on domain errors.
+    """``event_handler`` that applies each event once, and requeues on infrastructure errors but not on domain errors.
+
+    Once: a service whose ``Database`` names a processed-events model (``Database(Base, handled_events=...)``) gets
+    every event recorded per handler in the first transaction the handler's worker begins, so the record commits or
+    rolls back with that transaction's changes; a redelivery meets the record there and the worker stops with
+    ``AlreadyHandled``. A handler therefore makes the changes that must happen once in its first transaction.
 
     Nameko's default acks a message whose handler raised, losing the event when the database blinks;
     requeueing everything would spin forever on an event the domain rejects. Domain errors are final,
@@ -90,7 +89,14 @@ class DomainEventHandler(EventHandler):
 
     def __init__(self, source_service, event_type, **kwargs):
         kwargs.setdefault("requeue_on_error", True)
+        kwargs.setdefault("expected_exceptions", AlreadyHandled)
         super().__init__(source_service, event_type, **kwargs)
+
+    def delivery(self, worker_ctx):
+        """``(event_id, handler)`` of the event this worker applies: the key of its processed-event record."""
+        envelope = worker_ctx.args[0] if worker_ctx.args else None
+        event_id = envelope.get("event_id") if isinstance(envelope, dict) else None
+        return event_id, self.method_name
 
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
         if exc_info is not None and isinstance(exc_info[1], DomainError) \

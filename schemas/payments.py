@@ -32,3 +32,6 @@ class PaymentSchema(Schema):
     failure_reason = fields.String()
     amount = Money()
     currency = fields.String()
+
+# The error code of ``DependencyUnavailable`` when the provider itself (not the payments service) cannot answer.
+PROVIDER_UNAVAILABLE = "payment_provider_unavailable"

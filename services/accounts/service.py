@@ -5,17 +5,17 @@ RPC (see docs/architecture.md): ``register``, ``authenticate``, ``get_user``, ``
 Events (outbox): ``user.deleted`` ``{id, deleted_at}`` (the gateway locks the account's tokens out on it).
 """
 
-from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from common.correlation import CorrelationId
 from common.db import Database
-from common.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from common.errors import Conflict, NotFound, Unauthorized
 from common.events import utcnow
 from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
 from common.rpc import rpc
+from common.validation import load, load_id
 from schemas.accounts import CredentialsSchema, RegisterSchema, UserSchema
 from schemas.common import rfc3339
 from services.accounts.admin import AdminAccount
@@ -34,7 +34,7 @@ class AccountsService(Operational):
 
     @rpc
     def register(self, email, password, name, phone=None):
-        data = validated(RegisterSchema(), {"email": email, "password": password, "name": name, "phone": phone})
+        data = load(RegisterSchema(), {"email": email, "password": password, "name": name, "phone": phone})
         password_hash = hash_password(data.pop("password"))
         with self.db.get_session() as session:
             if live_user_by_email(session, data["email"]) is not None:
@@ -49,7 +49,7 @@ class AccountsService(Operational):
 
     @rpc
     def authenticate(self, email, password):
-        credentials = validated(CredentialsSchema(), {"email": email, "password": password})
+        credentials = load(CredentialsSchema(), {"email": email, "password": password})
         with self.db.get_session() as session:
             user = live_user_by_email(session, credentials["email"])
         if user is None:
@@ -75,7 +75,7 @@ class AccountsService(Operational):
                             {"id": user.id, "deleted_at": rfc3339(user.deleted_at)})
 
     def _live_user(self, session, user_id):
-        user = live_user(session, as_id(user_id))
+        user = live_user(session, load_id(user_id, "user_id"))
         if user is None:
             raise NotFound(f"User {user_id} not found.", code="user_not_found")
         return user
@@ -83,19 +83,6 @@ class AccountsService(Operational):
     def _store_password_hash(self, user_id, password_hash):
         with self.db.get_session() as session:
             session.get(User, user_id).password_hash = password_hash
-
-
-def validated(schema, data):
-    try:
-        return schema.load(data)
-    except ValidationError as error:
-        raise ValidationFailed("Invalid input.", details=error.messages) from None
-
-
-def as_id(value):
-    if isinstance(value, bool) or not str(value).isdigit():
-        raise ValidationFailed("Invalid user id.", details={"user_id": ["Not a valid integer."]})
-    return int(value)
 
 
 def email_taken():

@@ -10,17 +10,17 @@ time ``available`` drops below the product's threshold.
 import random
 
 import eventlet
-from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from common.correlation import CorrelationId
 from common.db import Database
 from common.errors import DependencyUnavailable, NotFound, ValidationFailed
-from common.events import domain_event_handler, first_delivery
+from common.events import domain_event_handler
 from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
 from common.rpc import rpc
+from common.validation import load, load_id
 from schemas.inventory import OrderReferenceSchema, ReserveSchema, StockUpdateSchema
 from services.inventory import ledger
 from services.inventory.models import RELEASED, RESERVED, Base, OutboxMessage, ProcessedEvent
@@ -32,7 +32,7 @@ RETRYABLE = (IntegrityError, OperationalError, ledger.ConcurrentChange)
 class InventoryService(Operational):
     name = "inventory"
 
-    db = Database(Base, session_options={"expire_on_commit": False})
+    db = Database(Base, handled_events=ProcessedEvent, session_options={"expire_on_commit": False})
     outbox = Outbox(OutboxMessage)
     correlation = CorrelationId()
     metrics = Metrics()
@@ -40,36 +40,36 @@ class InventoryService(Operational):
     @rpc
     def get_stock(self, product_id):
         with self.db.get_session() as session:
-            stock = ledger.find_stock(session, as_id(product_id, "product_id"))
+            stock = ledger.find_stock(session, load_id(product_id, "product_id"))
             if stock is None:
                 raise NotFound(f"No stock for product {product_id}.", code="stock_not_found")
             return stock_view(stock)
 
     @rpc
     def get_stock_levels(self, product_ids):
-        ids = [as_id(product_id, "product_ids") for product_id in product_ids]
+        ids = [load_id(product_id, "product_ids") for product_id in product_ids]
         with self.db.get_session() as session:
             return [stock_view(stock) for stock in ledger.stock_levels(session, ids)]
 
     @rpc
     def set_stock(self, product_id, on_hand, low_stock_threshold=None):
-        change = validated(StockUpdateSchema(), {"product_id": product_id, "on_hand": on_hand,
+        change = load(StockUpdateSchema(), {"product_id": product_id, "on_hand": on_hand,
                                                  "low_stock_threshold": low_stock_threshold})
         return self._transaction(lambda session: self._set_stock(session, **change))
 
     @rpc
     def reserve_stock(self, order_id, items):
-        request = validated(ReserveSchema(), {"order_id": order_id, "items": items})
+        request = load(ReserveSchema(), {"order_id": order_id, "items": items})
         return self._transaction(lambda session: self._reserve(session, order_id, request["items"]))
 
     @rpc
     def commit_stock(self, order_id):
-        validated(OrderReferenceSchema(), {"order_id": order_id})
+        load(OrderReferenceSchema(), {"order_id": order_id})
         return self._transaction(lambda session: self._settle(session, order_id, ledger.commit, "stock.committed"))
 
     @rpc
     def release_stock(self, order_id):
-        validated(OrderReferenceSchema(), {"order_id": order_id})
+        load(OrderReferenceSchema(), {"order_id": order_id})
         return self._transaction(lambda session: self._settle(session, order_id, ledger.release, "stock.released"))
 
     @domain_event_handler("products", "product.created")
@@ -100,8 +100,6 @@ class InventoryService(Operational):
         return reservation_view(order_id, rows)
 
     def _create_stock(self, session, envelope):
-        if not first_delivery(session, ProcessedEvent, envelope, "create_stock_for_new_product"):
-            return
         product_id, initial_stock = new_product_stock(envelope["data"])
         if ledger.find_stock(session, product_id) is None:  # a set_stock may have come first
             self._announce(session, "stock.updated", ledger.add_stock(session, product_id, initial_stock))
@@ -146,21 +144,10 @@ def order_key(order_id):
 
 def new_product_stock(product):
     try:
-        product_id = as_id(product.get("id"), "id")
+        product_id = load_id(product.get("id"), "id")
         initial_stock = int(product.get("initial_stock") or 0)
     except (TypeError, ValueError):
         raise ValidationFailed("product.created without a usable id or initial_stock.") from None
     return product_id, max(initial_stock, 0)
 
 
-def validated(schema, data):
-    try:
-        return schema.load(data)
-    except ValidationError as error:
-        raise ValidationFailed("Invalid input.", details=error.messages) from None
-
-
-def as_id(value, field):
-    if isinstance(value, bool) or not str(value).isdigit():
-        raise ValidationFailed(f"Invalid {field}.", details={field: ["Not a valid integer."]})
-    return int(value)

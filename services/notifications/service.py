@@ -31,12 +31,13 @@ from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, 
 
 from common.correlation import CorrelationId
 from common.db import Database
-from common.errors import NotFound, ValidationFailed
-from common.events import domain_event_handler, first_delivery, utcnow
+from common.errors import NotFound
+from common.events import domain_event_handler, utcnow
 from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
 from common.rpc import ServiceRpc, rpc
+from common.validation import load_id
 from schemas.common import rfc3339
 from schemas.notifications import NotificationSchema, NotificationSentSchema
 from services.notifications.channels import Mailer, PermanentFailure, Sms, setting
@@ -69,7 +70,7 @@ class RetryTimer(Timer):
 class NotificationsService(Operational):
     name = "notifications"
 
-    db = Database(Base, session_options={"expire_on_commit": False})
+    db = Database(Base, handled_events=ProcessedEvent, session_options={"expire_on_commit": False})
     outbox = Outbox(OutboxMessage)
     accounts = ServiceRpc("accounts")
     orders = ServiceRpc("orders")
@@ -82,8 +83,8 @@ class NotificationsService(Operational):
     @domain_event_handler("orders", "order.paid")
     def confirm_order(self, envelope):
         order = self._order(envelope)
-        self._issue_invoice(order)
         self._notify_customer(envelope, order, "order_confirmation")
+        self._issue_invoice(order)  # done already if the confirmation went out; not if the customer is gone
 
     @domain_event_handler("orders", "order.payment_failed")
     def report_payment_failure(self, envelope):
@@ -114,7 +115,7 @@ class NotificationsService(Operational):
 
     @rpc
     def get_invoice(self, order_id):
-        order_id = as_id(order_id)
+        order_id = load_id(order_id, "order_id")
         with self.db.get_session() as session:
             invoice = session.scalar(select(Invoice).where(Invoice.order_id == order_id))
         if invoice is None or not invoice.storage_key:
@@ -133,7 +134,7 @@ class NotificationsService(Operational):
     @rpc
     def list_notifications(self, order_id):
         with self.db.get_session() as session:
-            rows = session.scalars(select(Notification).where(Notification.order_id == as_id(order_id))
+            rows = session.scalars(select(Notification).where(Notification.order_id == load_id(order_id, "order_id"))
                                    .order_by(Notification.id)).all()
             return NotificationSchema(many=True).dump(rows)
 
@@ -160,11 +161,13 @@ class NotificationsService(Operational):
         self._record(envelope, kind, channels, context, order_id=order["id"])
 
     def _record(self, envelope, kind, channels, context, order_id=None):
-        """Write the messages this event owes, once, then try them straight away."""
+        """Write the messages this event owes, then try them straight away.
+
+        The handler's first transaction: the event is recorded as handled with these rows (common.events), and what
+        follows (sending, the invoice) is retried by ``retry_pending`` or redone safely.
+        """
         subject = render_email(kind, context)[0]
         with self.db.get_session() as session:
-            if not first_delivery(session, ProcessedEvent, envelope, kind):
-                return
             rows = [Notification(event_id=envelope["event_id"], kind=kind, channel=channel, recipient=recipient,
                                  subject=subject, context=json.dumps(context), order_id=order_id)
                     for channel, recipient in channels if recipient]
@@ -175,14 +178,17 @@ class NotificationsService(Operational):
             self._deliver(notification_id)
 
     def _issue_invoice(self, order):
+        """The order's invoice, rendered and stored the first time it is needed."""
         with self.db.get_session() as session:
             invoice = invoice_for_order(session, order, setting("INVOICE_NUMBER_PREFIX", "INV-"))
         if invoice.storage_key:
-            return
+            return invoice
         key = f"invoices/{invoice.number}.pdf"
         self.invoices.put(key, render_invoice_pdf(order, invoice.number, invoice.created_at, shop_details()))
         with self.db.get_session() as session:
             session.get(Invoice, invoice.id).storage_key = key
+        invoice.storage_key = key
+        return invoice
 
     # --- how it is sent ----------------------------------------------------------------------------
 
@@ -214,15 +220,12 @@ class NotificationsService(Operational):
             return lambda: self.sms.send(notification.recipient, text)
         attachments = []
         if notification.kind == "order_confirmation":
-            context["invoice"], attachments = self._invoice_for_email(notification.order_id)
+            context["invoice"], attachments = self._invoice_for_email(context["order"])
         subject, text, html = render_email(notification.kind, context)
         return lambda: self.mailer.send(notification.recipient, subject, text, html, attachments, message_key)
 
-    def _invoice_for_email(self, order_id):
-        with self.db.get_session() as session:
-            invoice = session.scalar(select(Invoice).where(Invoice.order_id == order_id))
-        if invoice is None or not invoice.storage_key:
-            return None, []
+    def _invoice_for_email(self, order):
+        invoice = self._issue_invoice(order)
         url, expires_at = self.invoices.url(invoice.storage_key, setting("INVOICE_EMAIL_LINK_TTL_SECONDS", 604800))
         pdf = self.invoices.get(invoice.storage_key)
         link = {"number": invoice.number, "url": url, "expires_at": rfc3339(expires_at)}
@@ -247,8 +250,3 @@ class NotificationsService(Operational):
             notification.next_attempt_at = utcnow() + timedelta(
                 seconds=min(backoff, float(setting("NOTIFY_RETRY_MAX_BACKOFF", 3600))))
 
-
-def as_id(value):
-    if isinstance(value, bool) or not str(value).isdigit():
-        raise ValidationFailed("Invalid order id.", details={"order_id": ["Not a valid integer."]})
-    return int(value)

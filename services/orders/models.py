@@ -1,15 +1,20 @@
-"""The orders service's tables: orders, their lines and status history, idempotency keys, outbox, processed events.
+"""The orders service's tables, and the order aggregate: its state machine and what each step owes.
+
+Every change of an order's status is a method of ``Order`` (``accept``, ``pay``, ``fail_payment``, ``cancel``,
+``ship``, ``deliver``, and the provider's answers ``record_authorization``, ``resolve_overdue``); each refuses an
+illegal step with ``Conflict(illegal_transition)`` and returns the event type it records (or None), which the service
+writes to the outbox with the order. What a step leaves owed to inventory (``stock_action``) or to the payment
+provider (``payment_action``) stays on the row until the service has carried it out (docs/orders.md).
 
 Money is kept in integer cents; the RPC/API shape (decimal strings) is made by ``Order.to_dict``.
 """
 
 import json
 from datetime import timedelta
-from decimal import Decimal
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -23,28 +28,45 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, relationship
 
-from common.events import ProcessedEventMixin, utcnow
+from common.errors import Conflict
+from common.events import utcnow
 from common.outbox import OutboxMessageMixin
 from schemas.common import rfc3339
+from schemas.orders import OrderStatus, PaymentStatus
+from schemas.payments import CHARGED, ChargeStatus
+from services.orders.pricing import money
 
 ID = BigInteger().with_variant(Integer, "sqlite")
 
-# RESERVING is internal: the row exists (its id keys the stock reservation) but the order is not accepted yet.
+# Internal: the row exists (its id keys the stock reservation) but the order is not accepted yet; never visible.
 RESERVING = "RESERVING"
-PENDING_PAYMENT, PAID, PAYMENT_FAILED = "PENDING_PAYMENT", "PAID", "PAYMENT_FAILED"
-SHIPPED, DELIVERED, CANCELLED = "SHIPPED", "DELIVERED", "CANCELLED"
-STATUSES = (PENDING_PAYMENT, PAID, PAYMENT_FAILED, SHIPPED, DELIVERED, CANCELLED)
+PENDING_PAYMENT, PAID, PAYMENT_FAILED = OrderStatus.PENDING_PAYMENT, OrderStatus.PAID, OrderStatus.PAYMENT_FAILED
+SHIPPED, DELIVERED, CANCELLED = OrderStatus.SHIPPED, OrderStatus.DELIVERED, OrderStatus.CANCELLED
+TRANSITIONS = {
+    RESERVING: (PENDING_PAYMENT,),
+    PENDING_PAYMENT: (PAID, PAYMENT_FAILED, CANCELLED),
+    PAID: (SHIPPED, CANCELLED),
+    SHIPPED: (DELIVERED,),
+}
 PAID_OR_LATER = (PAID, SHIPPED, DELIVERED)
-# Stock follow-ups owed to inventory, retried by the reconciler until inventory confirms.
-COMMIT, RELEASE = "commit", "release"
+PAYMENT_TIMEOUT = "payment_timeout"
+# What the provider's answer to a release (refund or void) leaves of the order's payment.
+AFTER_RELEASE = {ChargeStatus.REFUNDED: PaymentStatus.REFUNDED, ChargeStatus.VOIDED: PaymentStatus.VOIDED,
+                 ChargeStatus.DECLINED: PaymentStatus.FAILED}
 
 
-def cents(amount):
-    return int((Decimal(amount) * 100).to_integral_value())
+class StockAction(StrEnum):
+    """Owed to inventory: the order's reservation committed (paid) or released (failed, cancelled)."""
+
+    COMMIT = "commit"
+    RELEASE = "release"
 
 
-def money(amount_cents):
-    return f"{Decimal(amount_cents) / 100:.2f}"
+class PaymentAction(StrEnum):
+    """Owed to the payment provider: capture (shipped) or release (refund or void: cancelled, a late charge)."""
+
+    CAPTURE = "capture"
+    RELEASE = "release"
 
 
 class Base(DeclarativeBase):
@@ -52,10 +74,6 @@ class Base(DeclarativeBase):
 
 
 class OutboxMessage(OutboxMessageMixin, Base):
-    pass
-
-
-class ProcessedEvent(ProcessedEventMixin, Base):
     pass
 
 
@@ -69,11 +87,13 @@ class Order(Base):
     currency = Column(String(3), nullable=False)
     total_cents = Column(BigInteger, nullable=False)
     shipping_address = Column(Text, nullable=False)
-    payment_status = Column(String(20), nullable=False, default="pending")
+    payment_status = Column(String(20), nullable=False, default=PaymentStatus.PENDING)
     payment_reference = Column(String(64), nullable=True)
     payment_failure_reason = Column(String(64), nullable=True)
+    # Held only until the provider has answered the authorisation, or the order stopped waiting for it.
+    payment_token = Column(String(100), nullable=True)
     stock_action = Column(String(10), nullable=True)
-    refund_pending = Column(Boolean, nullable=False, default=False)
+    payment_action = Column(String(10), nullable=True)
     created_at = Column(DateTime, nullable=False, default=utcnow)
     updated_at = Column(DateTime, nullable=False, default=utcnow)
 
@@ -81,10 +101,111 @@ class Order(Base):
     history = relationship("StatusChange", order_by="StatusChange.id", cascade="all, delete-orphan",
                            lazy="selectin")
 
-    def move_to(self, status, reason=None):
+    # --- the state machine ---------------------------------------------------------------------------------------
+
+    def accept(self, payment_token):
+        """Stock is reserved: the order waits for its payment, holding the token until the provider has it."""
+        self._move(PENDING_PAYMENT)
+        self.payment_token = payment_token
+        return "order.created"
+
+    def pay(self, reference):
+        self._move(PAID)
+        self.payment_status, self.payment_reference = PaymentStatus.AUTHORIZED, reference or self.payment_reference
+        self.stock_action, self.payment_token = StockAction.COMMIT, None
+        return "order.paid"
+
+    def fail_payment(self, reason, reference=None, release_owed=False):
+        """``release_owed``: the provider could not say what it holds under the order's key, so whatever that is
+        gets released once it answers."""
+        self._move(PAYMENT_FAILED, reason)
+        self.payment_status, self.payment_failure_reason = PaymentStatus.FAILED, reason
+        self.payment_reference = reference or self.payment_reference
+        self.stock_action, self.payment_token = StockAction.RELEASE, None
+        if release_owed:
+            self.payment_action = PaymentAction.RELEASE
+        return "order.payment_failed"
+
+    def cancel(self, reason):
+        if self.status == CANCELLED:
+            return None  # cancelling twice is a repeat, not an error
+        self._move(CANCELLED, reason)
+        self.stock_action, self.payment_action, self.payment_token = StockAction.RELEASE, PaymentAction.RELEASE, None
+        return "order.cancelled"
+
+    def ship(self):
+        self._move(SHIPPED)
+        self.payment_action = PaymentAction.CAPTURE  # the money is taken when the goods leave
+        return "order.status_changed"
+
+    def deliver(self):
+        self._move(DELIVERED)
+        return "order.status_changed"
+
+    def advance_to(self, status):
+        """The admin's step along the shipping path (``PATCH /orders/{id}/status``)."""
+        steps = {SHIPPED: self.ship, DELIVERED: self.deliver}
+        if status not in steps:
+            raise self._illegal(status)
+        return steps[status]()
+
+    # --- the provider's answers ----------------------------------------------------------------------------------
+
+    def record_authorization(self, payment):
+        """The provider's answer to the authorisation (a payment dict of ``payments``)."""
+        self.payment_token = None
+        if self.status == PENDING_PAYMENT:
+            if payment["status"] in CHARGED:
+                return self.pay(payment.get("reference"))
+            return self.fail_payment(payment.get("failure_reason") or payment["status"], payment.get("reference"))
+        if payment["status"] in CHARGED and self.status in (PAYMENT_FAILED, CANCELLED) \
+                and self.payment_status != PaymentStatus.REFUNDED:
+            self.payment_action = PaymentAction.RELEASE  # a charge the order no longer wants
+        return None
+
+    def resolve_overdue(self, payment):
+        """An order waited too long for its payment: ``payment`` is what the provider holds now (after a void), or
+        None when the provider cannot be reached."""
+        if self.status != PENDING_PAYMENT:
+            return None
+        if payment is None:
+            return self.fail_payment(PAYMENT_TIMEOUT, release_owed=True)
+        if payment["status"] in CHARGED:
+            return self.pay(payment.get("reference"))
+        if payment["status"] == ChargeStatus.DECLINED:
+            return self.fail_payment(payment.get("failure_reason") or ChargeStatus.DECLINED, payment.get("reference"))
+        return self.fail_payment(PAYMENT_TIMEOUT)
+
+    def record_release(self, payment):
+        """The provider refunded or voided whatever it held (``payment`` None: it never heard of the order)."""
+        if self.payment_action == PaymentAction.RELEASE:
+            self.payment_action = None
+        if payment and payment["status"] in AFTER_RELEASE:
+            self.payment_status = AFTER_RELEASE[payment["status"]]
+
+    def record_capture(self, payment):
+        """The provider captured the authorisation (``payment`` None: nothing left to capture, e.g. refunded)."""
+        if self.payment_action == PaymentAction.CAPTURE:
+            self.payment_action = None
+        if payment and payment["status"] == ChargeStatus.CAPTURED and self.payment_status == PaymentStatus.AUTHORIZED:
+            self.payment_status = PaymentStatus.CAPTURED
+
+    def stock_moved(self, action):
+        if self.stock_action == action:
+            self.stock_action = None
+
+    def _move(self, status, reason=None):
+        if status not in TRANSITIONS.get(self.status, ()):
+            raise self._illegal(status)
         self.status = status
         self.updated_at = utcnow()
         self.history.append(StatusChange(status=status, reason=reason, at=self.updated_at))
+
+    def _illegal(self, status):
+        return Conflict(f"An order that is {self.status} cannot become {status}.",
+                        {"from": self.status, "to": status}, code="illegal_transition")
+
+    # --- what it answers -------------------------------------------------------------------------------------------
 
     def to_dict(self, public_base_url=""):
         payment = {"status": self.payment_status}
@@ -106,6 +227,13 @@ class Order(Base):
             "created_at": rfc3339(self.created_at),
             "updated_at": rfc3339(self.updated_at),
         }
+
+    def payment_request(self):
+        """What ``payments.authorize_payment`` needs; None once nothing waits for an authorisation."""
+        if self.status != PENDING_PAYMENT or not self.payment_token:
+            return None
+        return {"order_id": self.id, "amount": money(self.total_cents), "currency": self.currency,
+                "token": self.payment_token}
 
 
 class OrderLine(Base):
@@ -186,9 +314,9 @@ def stale_ids(session, status, older_than_seconds, limit=100):
 
 
 def unsettled_ids(session, older_than_seconds, limit=100):
-    """Orders that still owe inventory a commit/release or the customer a refund."""
+    """Orders that still owe inventory a commit/release or the payment provider a capture/release."""
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
     return session.scalars(
-        select(Order.id).where((Order.stock_action.is_not(None)) | (Order.refund_pending.is_(True)))
+        select(Order.id).where((Order.stock_action.is_not(None)) | (Order.payment_action.is_not(None)))
         .where(Order.updated_at < cutoff).order_by(Order.id).limit(limit)
     ).all()

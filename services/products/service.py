@@ -6,7 +6,6 @@ A deleted product is soft-deleted: gone from every read, its row (and its sku, r
 
 from contextlib import contextmanager
 
-from marshmallow import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -14,11 +13,12 @@ from common.cache import MISSING, Cache
 from common.correlation import CorrelationId
 from common.db import Database
 from common.errors import Conflict, NotFound, ValidationFailed
-from common.events import domain_event_handler, first_delivery, utcnow
+from common.events import domain_event_handler, utcnow
 from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
 from common.rpc import rpc
+from common.validation import load, load_id, load_ids
 from schemas.common import page_of, rfc3339
 from schemas.products import (
     CategoryCreateSchema,
@@ -29,7 +29,6 @@ from schemas.products import (
     ProductUpdateSchema,
     StockLevelSchema,
     product_document,
-    reference,
 )
 from services.products import models
 from services.products.models import Base, Category, OutboxMessage, ProcessedEvent, Product
@@ -41,7 +40,7 @@ dump_category = CategorySchema().dump
 class ProductsService(Operational):
     name = "products"
 
-    db = Database(Base)
+    db = Database(Base, handled_events=ProcessedEvent)
     outbox = Outbox(OutboxMessage)
     cache = Cache()
     correlation = CorrelationId()
@@ -101,7 +100,7 @@ class ProductsService(Operational):
 
     @rpc
     def get_products(self, product_ids):
-        ids = load_ids(product_ids)
+        ids = load_ids(product_ids, "product_ids", MAX_BATCH)
         found = {pid: self.cache.get(product_key(pid)) for pid in ids}
         missing = [pid for pid, product in found.items() if product is MISSING]
         for pid, product in self._load_products(missing).items():
@@ -146,8 +145,6 @@ class ProductsService(Operational):
     def apply_stock_level(self, envelope):
         level = load(StockLevelSchema(), envelope.get("data"))
         with self.db.get_session() as session:
-            if not first_delivery(session, ProcessedEvent, envelope, "apply_stock_level"):
-                return
             changed = models.apply_stock_level(session, level["product_id"], level["available"], level["version"])
         if changed:
             self.cache.delete(product_key(level["product_id"]))
@@ -236,26 +233,6 @@ def assign(entity, fields):
             setattr(entity, name, value)
             changed = True
     return changed
-
-
-def load(schema, data):
-    try:
-        return schema.load({} if data is None else data)
-    except ValidationError as error:
-        raise ValidationFailed("Invalid input.", details=error.messages) from None
-
-
-def load_id(value, field):
-    try:
-        return reference().deserialize(value)
-    except ValidationError as error:
-        raise ValidationFailed(f"Invalid {field}.", details={field: error.messages}) from None
-
-
-def load_ids(values):
-    if not isinstance(values, list | tuple) or len(values) > MAX_BATCH:
-        raise invalid("product_ids", f"A list of at most {MAX_BATCH} product ids.")
-    return list(dict.fromkeys(load_id(value, "product_ids") for value in values))
 
 
 def invalid(field, message):

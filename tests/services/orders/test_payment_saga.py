@@ -1,17 +1,26 @@
 """The payment saga end to end: every sandbox token's outcome, the reconciler, and a provider killed mid-saga."""
 
+import json
+
 import eventlet
+from sqlalchemy import select
 
 from bridge.payments import PaymentsService
-from tests.services.orders.conftest import authorize_at_the_provider, provider_status, start
+from common.db import make_engine
+from common.errors import DependencyUnavailable
+from common.rpc import rpc
+from schemas.payments import PROVIDER_UNAVAILABLE
+from services.orders.models import Order
+from tests.services.orders.conftest import authorize_at_the_provider, outbox_events, provider_status, start
 from tests.support import wait_until
 
 
 class PaymentsWithoutSaga(PaymentsService):
-    """The payments service with its order.created handler gone: nothing reports what the provider did."""
+    """The payments service whose authorisations never come back: nothing reports what the provider did."""
 
-    def authorize_payment(self, envelope):
-        raise AssertionError("not an entrypoint here")
+    @rpc
+    def authorize_payment(self, order_id, amount, currency, token):
+        raise DependencyUnavailable("the provider did not answer in time", code=PROVIDER_UNAVAILABLE)
 
 
 def settled_stock(saga, product_id, on_hand):
@@ -31,6 +40,26 @@ def test_a_good_card_pays_the_order_and_commits_its_stock(saga):
     assert paid["invoice_url"] == f"https://shop.example/orders/{order['id']}/invoice"
     assert [h["status"] for h in paid["history"]] == ["PENDING_PAYMENT", "PAID"]
     settled_stock(saga, widget["id"], on_hand=7)
+
+
+def test_the_payment_token_is_at_rest_only_until_the_provider_has_answered(saga, db_uris):
+    widget = saga.product(stock=10)
+    paid = saga.order([{"product_id": widget["id"], "quantity": 1}], token="tok_mastercard")
+    waiting = saga.order([{"product_id": widget["id"], "quantity": 1}], token="tok_timeout")
+    saga.wait_for_status(paid["id"], "PAID")
+
+    assert stored_tokens(db_uris) == {paid["id"]: None, waiting["id"]: "tok_timeout"}
+    saga.wait_for_status(waiting["id"], "PAYMENT_FAILED")
+    assert stored_tokens(db_uris) == {paid["id"]: None, waiting["id"]: None}
+    assert not [e for e in outbox_events(db_uris) if "tok_" in json.dumps(e)]
+
+
+def stored_tokens(db_uris):
+    engine = make_engine(db_uris["orders:Base"])
+    with engine.connect() as connection:
+        tokens = dict(connection.execute(select(Order.id, Order.payment_token)).all())
+    engine.dispose()
+    return tokens
 
 
 def test_every_sandbox_token_has_its_outcome(saga):
