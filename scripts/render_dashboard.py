@@ -222,24 +222,26 @@ def render(prometheus_url, dashboard, start, end, out, step=5.0, rate_window=30.
     return drawn
 
 
-def drive_traffic(base_url, seconds):
-    """wrk (bench/loadgen.py) cycling a customer's requests for ``seconds``; returns its LoadResult."""
+def drive_traffic(base_url, seconds, delay_ms=50):
+    """wrk (bench/loadgen.py) cycling a customer's requests for ``seconds``, two connections each pausing
+    ``delay_ms`` before a request; returns its LoadResult."""
     from bench.infra import ensure_wrk
     from bench.loadgen import Load, run_wrk
     from bench.scenarios import customer_token
 
-    reply = requests.get(f"{base_url}/products", params={"in_stock": "true", "page_size": 50}, timeout=30)
+    reply = requests.get(f"{base_url}/products", params={"in_stock": "true", "page_size": 100}, timeout=30)
     products = [item["id"] for item in reply.json()["items"]]
-    reads = [("GET", f"/products?q={word}&sort={sort}") for word in ("coffee", "tea", "mug", "grinder", "cake")
-             for sort in ("price", "-price", "name")]
-    reads += [("GET", f"/products/{pid}") for pid in products[:20]] + [("GET", "/categories"),
-                                                                       ("GET", "/products/987654321")]
-    orders = [("POST", "/orders", {"items": [{"product_id": pid, "quantity": 1}], "shipping_address": ADDRESS,
-                                   "payment_token": "tok_chargeDeclined" if index % 4 == 3 else "tok_visa"})
-              for index, pid in enumerate(products[:8])]
-    mix = reads + orders  # about one order for every five reads
-    return run_wrk("dashboard", base_url, mix, Load(threads=1, connections=2, seconds=seconds),
-                   token=customer_token(base_url), wrk=ensure_wrk())
+    searches = [("GET", f"/products?q={word}&sort={sort}") for word in ("coffee", "tea", "mug", "grinder", "cake")
+                for sort in ("price", "-price", "name")]
+    mix = []
+    for index, pid in enumerate(products):  # one order in about twenty requests, declined one time in four
+        mix += [searches[index % len(searches)], ("GET", f"/products/{pid}")] * 9 + [("GET", "/categories")]
+        mix.append(("POST", "/orders", {"items": [{"product_id": pid, "quantity": 1}], "shipping_address": ADDRESS,
+                                        "payment_token": "tok_chargeDeclined" if index % 4 == 3 else "tok_visa"}))
+        if index % 5 == 0:
+            mix.append(("GET", "/products/987654321"))  # a 404
+    load = Load(threads=1, connections=2, seconds=seconds, delay_ms=delay_ms)
+    return run_wrk("dashboard", base_url, mix, load, token=customer_token(base_url), wrk=ensure_wrk())
 
 
 def main(argv=None):
