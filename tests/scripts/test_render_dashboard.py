@@ -21,7 +21,7 @@ DASHBOARD = json.loads((ROOT / "docs/grafana/pos-dashboard.json").read_text())
 SCRAPE = 0.5  # seconds between scrapes: the whole module takes about 15 s
 RATE_WINDOW = 3.0
 
-pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None,
+needs_prometheus = pytest.mark.skipif(shutil.which("prometheus") is None,
                                 reason="no prometheus binary: apt-get install prometheus (scripts/ensure-tools.sh)")
 
 # The target: real prometheus_client metrics of the project, moving for at most 60 s.
@@ -80,6 +80,7 @@ def prometheus():
         target.wait()
 
 
+@needs_prometheus
 def test_every_panel_expression_is_promql_that_prometheus_accepts(prometheus):
     url, _start = prometheus
     exprs = [target["expr"] for panel in DASHBOARD["panels"] for target in panel["targets"]]
@@ -91,11 +92,13 @@ def test_every_panel_expression_is_promql_that_prometheus_accepts(prometheus):
         assert reply["status"] == "success", (expanded, reply)
 
 
+@needs_prometheus
 def test_a_query_prometheus_refuses_is_reported():
     with render_dashboard.TemporaryPrometheus({}, 5) as url, pytest.raises(ValueError, match="bad_data"):
         render_dashboard.api(url, "query", query="sum by (service) (rate(x[5m])")
 
 
+@needs_prometheus
 def test_render_draws_every_panel_with_the_data_prometheus_has(prometheus, tmp_path):
     url, start = prometheus
     out = tmp_path / "dashboard.png"
