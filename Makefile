@@ -25,6 +25,7 @@ run: install
 
 test: install
 	scripts/ensure-services.sh
+	scripts/ensure-tools.sh
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -42,12 +42,13 @@ class LoadResult:
 
 @dataclass
 class Load:
-    """How hard to push: ``wrk -t<threads> -c<connections> -d<seconds>``."""
+    """How hard to push: ``wrk -t<threads> -c<connections> -d<seconds>``; ``delay_ms`` paces each connection."""
 
     threads: int = 2
     connections: int = 32
     seconds: float = 10.0
     timeout: float = 10.0
+    delay_ms: int = 0
 
 
 def request_lines(requests):
@@ -63,7 +64,8 @@ def run_wrk(name, base_url, requests, load, token=None, wrk="wrk"):
     """Run wrk against ``base_url`` cycling through ``requests``; returns a ``LoadResult``."""
     with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False) as handle:
         handle.write(request_lines(requests))
-    env = {**os.environ, "BENCH_REQUESTS": handle.name, "BENCH_TOKEN": token or ""}
+    env = {**os.environ, "BENCH_REQUESTS": handle.name, "BENCH_TOKEN": token or "",
+           "BENCH_DELAY_MS": str(load.delay_ms)}
     argv = [wrk, f"-t{load.threads}", f"-c{load.connections}", f"-d{max(1, round(load.seconds))}s",
             f"--timeout={load.timeout:g}s", "-s", str(LUA), base_url]
     try:

@@ -1,31 +1,36 @@
-"""Render docs/grafana/pos-dashboard.json as a PNG from live scrapes of a running system (no Grafana here).
+"""Render docs/grafana/pos-dashboard.json as a PNG from a real Prometheus (no Grafana here).
 
-Scrapes the Prometheus text of every process of ``scripts.run_system`` (the gateway's ``/metrics``, the other
-processes' ``METRICS_PORT``) every ``--interval`` seconds for ``--duration`` seconds while light traffic goes
-through the public API (a registered customer searching, reading products and ordering with ``tok_visa`` and
-``tok_chargeDeclined``), evaluates each panel with ``scripts.promql_subset`` and draws a Grafana-like grid:
+Starts a temporary Prometheus (Debian's ``prometheus``: scripts/ensure-tools.sh installs it) on a free loopback
+port with a temporary data dir, scraping every process of ``scripts.run_system`` (``METRICS_BASE_PORT``.., the
+gateway through its ``/metrics``) every ``--scrape-interval`` s, or uses ``--prometheus-url`` of one that already
+scrapes them. For ``--duration`` s, unless ``--no-traffic``, wrk (bench/loadgen.py, Debian's ``wrk``) drives a
+customer's requests through the public API: searches, product reads, a 404, orders paid with ``tok_visa`` or
+declined with ``tok_chargeDeclined``. Then each panel's queries go to Prometheus's ``/api/v1/query_range`` and
+matplotlib draws a Grafana-like grid:
 
     .venv/bin/python -m scripts.render_dashboard --base-url http://127.0.0.1:8000 --metrics-base-port 9101
 
-``--save-scrapes FILE`` keeps the scrapes; ``--from-scrapes FILE`` renders them again without a running system.
+With ``--prometheus-url`` and ``--no-traffic`` it draws the last ``--duration`` s at once.
 """
 
 import argparse
 import json
 import math
 import os
+import re
+import shutil
+import socket
+import subprocess
 import sys
-import threading
+import tempfile
 import time
-import uuid
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from random import Random
+from urllib.parse import urlsplit
 
 import requests
+import yaml
 
-from scripts.promql_subset import Scrapes, Unsupported, legend, parse_exposition, query_range
 from scripts.run_system import NAMEKO_PROCESSES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,163 +43,124 @@ ADDRESS = {"name": "Dash Board", "line1": "1 Metrics Way", "city": "Grafton", "p
 
 
 def scrape_targets(base_url, metrics_base_port):
-    """(instance, url) per process: the gateway through its /metrics route, the others on their METRICS_PORT."""
-    targets = [(name, f"http://127.0.0.1:{metrics_base_port + index}/metrics")
-               for index, (name, _) in enumerate(NAMEKO_PROCESSES) if name != "gateway"]
-    return targets + [("gateway", f"{base_url}/metrics")]
+    """{process: host:port} of every process: the gateway's API port (its /metrics route), the others' METRICS_PORT."""
+    targets = {name: f"127.0.0.1:{metrics_base_port + index}"
+               for index, (name, _) in enumerate(NAMEKO_PROCESSES) if name != "gateway"}
+    return {**targets, "gateway": urlsplit(base_url).netloc}
 
 
-def scrape(targets, failures):
-    samples = {}
-    for instance, url in targets:
-        try:
-            reply = requests.get(url, timeout=2)
-            reply.raise_for_status()
-            samples.update(parse_exposition(reply.text, instance))
-        except requests.RequestException:
-            failures[instance] += 1
-    return samples
+def duration(seconds):
+    """A Prometheus duration: whole seconds, else milliseconds (it takes no "0.5s")."""
+    return f"{seconds:.0f}s" if float(seconds).is_integer() else f"{seconds * 1000:.0f}ms"
 
 
-class Traffic:
-    """A customer's light load on the public API, in a thread; ``counts`` tallies the answers by status."""
-
-    def __init__(self, base_url, seed=7):
-        self.base_url, self.rng, self.counts = base_url, Random(seed), Counter()
-        self.session, self.stopped = requests.Session(), threading.Event()
-        self.products, self.paid_candidates = [], []
-
-    def call(self, method, path, **kwargs):
-        try:
-            reply = self.session.request(method, f"{self.base_url}{path}", timeout=15, **kwargs)
-        except requests.RequestException:
-            self.counts["no answer"] += 1
-            return None
-        self.counts[f"{reply.status_code // 100}xx"] += 1
-        return reply
-
-    def sign_up(self):
-        account = {"email": f"dashboard-{uuid.uuid4().hex[:10]}@example.com", "password": "dashboard-pass-1",
-                   "name": "Dashboard Customer"}
-        self.call("POST", "/auth/register", json=account)
-        self.call("POST", "/auth/token", json={"email": account["email"], "password": "wrong-password"})
-        reply = self.call("POST", "/auth/token", json={k: account[k] for k in ("email", "password")})
-        self.session.headers["Authorization"] = f"Bearer {reply.json()['access_token']}"
-
-    def browse(self):
-        word = self.rng.choice(["coffee", "tea", "mug", "grinder", "cake", "blend"])
-        self.call("GET", "/products", params={"q": word, "sort": self.rng.choice(["price", "-price", "name"])})
-        if self.products:
-            self.call("GET", f"/products/{self.rng.choice(self.products)}")
-        roll = self.rng.random()
-        if roll < 0.1:
-            self.call("GET", "/categories")
-        elif roll < 0.15:
-            self.call("GET", "/products/987654321")
-        elif roll < 0.18:
-            self.call("GET", "/products", params={"sort": "cheapest"})
-
-    def order(self):
-        token = self.rng.choice(["tok_visa", "tok_visa", "tok_visa", "tok_chargeDeclined"])
-        items = [{"product_id": self.rng.choice(self.products), "quantity": self.rng.randint(1, 2)}]
-        reply = self.call("POST", "/orders", json={"items": items, "shipping_address": ADDRESS,
-                                                   "payment_token": token})
-        if reply is not None and reply.status_code == 201 and token == "tok_visa":
-            self.paid_candidates.append(reply.json()["id"])
-        if len(self.paid_candidates) > 2 and self.rng.random() < 0.3:
-            # a cancelled PAID order is refunded: payment.refunded and order.cancelled on the dashboard
-            order_id = self.paid_candidates.pop(0)
-            self.call("POST", f"/orders/{order_id}/cancel")
-
-    def load_catalogue(self):
-        reply = self.call("GET", "/products", params={"in_stock": "true", "page_size": 100})
-        self.products = [item["id"] for item in reply.json()["items"]] if reply is not None and reply.ok else []
-
-    def run(self, reads_per_second=4.0, order_every=5.0):
-        self.sign_up()
-        self.load_catalogue()
-        next_order = time.monotonic() + order_every
-        while not self.stopped.wait(1 / reads_per_second):
-            self.browse()
-            if self.products and time.monotonic() >= next_order:
-                next_order += order_every
-                self.order()
-
-    def start(self):
-        thread = threading.Thread(target=self.run, daemon=True)
-        thread.start()
-        return thread
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
-def collect(targets, duration, interval, traffic=None):
-    scrapes, failures = Scrapes(), Counter()
-    deadline = time.time() + duration
-    thread = traffic.start() if traffic else None
-    try:
-        while True:
-            now = time.time()
-            scrapes.add(now, scrape(targets, failures))
-            print(f"scrape {len(scrapes.times)}: {sum(map(len, scrapes.samples[-1:]))} samples", flush=True)
-            if now + interval > deadline:
-                break
-            time.sleep(max(0.0, now + interval - time.time()))
-    finally:
-        if traffic:
-            traffic.stopped.set()
-            thread.join(20)
-    return scrapes, failures
+class TemporaryPrometheus:
+    """``with TemporaryPrometheus({process: host:port}) as url:`` a Prometheus of our own, gone afterwards."""
+
+    def __init__(self, targets, scrape_interval=5.0, binary=None):
+        self.targets, self.scrape_interval = targets, scrape_interval
+        self.binary = binary or shutil.which("prometheus") or "prometheus"
+
+    def __enter__(self):
+        self.folder = Path(tempfile.mkdtemp(prefix="pos-prometheus-"))
+        interval = duration(self.scrape_interval)
+        config = {"global": {"scrape_interval": interval, "scrape_timeout": interval},
+                  "scrape_configs": [{"job_name": "pos", "static_configs": [
+                      {"targets": [address], "labels": {"process": name}} for name, address in self.targets.items()]}]}
+        (self.folder / "prometheus.yml").write_text(yaml.safe_dump(config))
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = open(self.folder / "prometheus.log", "wb")
+        self.process = subprocess.Popen(
+            [self.binary, f"--config.file={self.folder / 'prometheus.yml'}", f"--storage.tsdb.path={self.folder}/data",
+             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1d"],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
+                    return self.url
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        log = (self.folder / "prometheus.log").read_text()[-2000:]
+        self.__exit__()
+        raise RuntimeError(f"Prometheus did not get ready: {log}")
+
+    def __exit__(self, *_):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def save_scrapes(path, scrapes, meta):
-    rows = [{"t": at, "samples": [[name, list(labels), value] for (name, labels), value in samples.items()]}
-            for at, samples in zip(scrapes.times, scrapes.samples, strict=True)]
-    Path(path).write_text(json.dumps({"meta": meta, "scrapes": rows}))
+def api(prometheus_url, path, **params):
+    reply = requests.get(f"{prometheus_url}/api/v1/{path}", params=params, timeout=30)
+    body = reply.json()
+    if body.get("status") != "success":
+        raise ValueError(f"{body.get('errorType')}: {body.get('error')}")
+    return body["data"]
 
 
-def load_scrapes(path):
-    data, scrapes = json.loads(Path(path).read_text()), Scrapes()
-    for row in data["scrapes"]:
-        scrapes.add(row["t"], {(name, tuple(map(tuple, labels))): value for name, labels, value in row["samples"]})
-    return scrapes, data["meta"]
+def expand(expr, dashboard, rate_window, range_seconds, step):
+    """Grafana's variables in ``expr``: each templating variable at its "All" value, and the built-in intervals."""
+    values = {var["name"]: var.get("allValue", ".*") for var in dashboard.get("templating", {}).get("list", [])}
+    values.update(__rate_interval=duration(rate_window), __range=duration(round(range_seconds)),
+                  __interval=duration(step))
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m[1], m[0]), expr)
 
 
-# ---------------------------------------------------------------- rendering
+def legend(template, labels):
+    if not template:
+        return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+    return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m[1], ""), template)
+
+
+def panel_series(prometheus_url, dashboard, panel, start, end, step, rate_window):
+    """[(legend, values on the step grid from start to end, NaN where Prometheus has no value)] of ``panel``."""
+    grid = [start + i * step for i in range(int((end - start) // step) + 1)]
+    lines = []
+    for target in panel.get("targets", []):
+        expr = expand(target["expr"], dashboard, rate_window, end - start, step)
+        for result in api(prometheus_url, "query_range", query=expr, start=start, end=grid[-1], step=step)["result"]:
+            known = {round(float(t), 3): float(v) for t, v in result["values"]}
+            values = [known.get(round(t, 3), math.nan) for t in grid]
+            if any(not math.isnan(v) for v in values):
+                lines.append((legend(target.get("legendFormat"), result["metric"]), values))
+    return grid, lines
+
 
 def formatter(unit):
     def seconds(value):
         return f"{value * 1000:.3g} ms" if abs(value) < 1 else f"{value:.3g} s"
 
-    return {
-        "s": seconds, "percentunit": lambda v: f"{v * 100:.0f}%", "reqps": lambda v: f"{v:.3g} req/s",
-        "ops": lambda v: f"{v:.3g} ops/s",
-    }.get(unit, lambda v: f"{v:.3g}")
+    return {"s": seconds, "percentunit": lambda v: f"{v * 100:.0f}%", "reqps": lambda v: f"{v:.3g} req/s",
+            "ops": lambda v: f"{v:.3g} ops/s"}.get(unit, lambda v: f"{v:.3g}")
 
 
-def panel_series(panel, scrapes, rate_window):
-    """[(legend, [(t, v)])] of every target of ``panel``; raises Unsupported for a query outside the subset."""
-    lines = []
-    for target in panel.get("targets", []):
-        for labels, points in sorted(query_range(target["expr"], scrapes, rate_window).items()):
-            # a scrape without a value is a gap, as Grafana draws it, not a line bridging it
-            known = dict(points)
-            filled = [(moment, known.get(moment, math.nan)) for moment in scrapes.times]
-            lines.append((legend(target.get("legendFormat"), labels), filled))
-    return lines
+def last_value(values):
+    return next((v for v in reversed(values) if not math.isnan(v)), math.nan)
 
 
-def last_value(points):
-    return next((v for _, v in reversed(points) if not math.isnan(v)), math.nan)
-
-
-def draw_panel(fig, panel, rect, scrapes, rate_window, start):
+def draw_panel(fig, panel, rect, grid, lines):
     from matplotlib.patches import FancyBboxPatch
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     left, bottom, width, height = rect
     fig.patches.append(FancyBboxPatch((left, bottom), width, height, boxstyle="round,pad=0,rounding_size=0.002",
                                       transform=fig.transFigure, facecolor=PANEL, edgecolor=BORDER, zorder=-10))
-    fig.text(left + 0.006, bottom + height - 0.006, panel["title"], color=TEXT, fontsize=11, weight="bold",
-             va="top")
+    fig.text(left + 0.006, bottom + height - 0.006, panel["title"], color=TEXT, fontsize=11, weight="bold", va="top")
     ax = fig.add_axes((left + 0.045, bottom + 0.025, width * 0.56, height - 0.06), facecolor=PANEL)
     for side in ax.spines.values():
         side.set_visible(False)
@@ -203,45 +169,32 @@ def draw_panel(fig, panel, rect, scrapes, rate_window, start):
     fmt = formatter(panel.get("fieldConfig", {}).get("defaults", {}).get("unit"))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt(v)))
     ax.xaxis.set_major_locator(MaxNLocator(5))
-    ax.xaxis.set_major_formatter(FuncFormatter(
-        lambda v, _: datetime.fromtimestamp(start + v, UTC).strftime("%H:%M:%S")))
-    ax.set_xlim(0, max(1.0, scrapes.times[-1] - start))
-    try:
-        lines = [(name, points) for name, points in panel_series(panel, scrapes, rate_window)
-                 if any(not math.isnan(v) for _, v in points)]
-    except Unsupported as error:
-        return note(ax, f"not evaluated by this script:\n{error}")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: datetime.fromtimestamp(v, UTC).strftime("%H:%M:%S")))
+    ax.set_xlim(grid[0], grid[-1])
     if not lines:
-        return note(ax, "No data")
-    lines.sort(key=lambda line: -abs(last_value(line[1])) if not math.isnan(last_value(line[1])) else 0)
-    for index, (_name, points) in enumerate(lines):
-        ax.plot([t - start for t, _ in points], [v for _, v in points], color=COLORS[index % len(COLORS)],
-                linewidth=1.6, marker="." if len(points) < 3 else None)
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, "No data", transform=ax.transAxes, ha="center", va="center", color=DIM, fontsize=11)
+        return
+    lines = sorted(lines, key=lambda line: -abs(last_value(line[1])) if not math.isnan(last_value(line[1])) else 0)
+    for index, (_name, values) in enumerate(lines):
+        ax.plot(grid, values, color=COLORS[index % len(COLORS)], linewidth=1.6)
     ax.set_ylim(bottom=0)
-    legend_table(ax, lines, fmt, right=(width - 0.053) / (width * 0.56))
-
-
-def note(ax, text):
-    ax.set_yticks([])
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color=DIM, fontsize=11)
-
-
-def legend_table(ax, lines, fmt, right):
-    """Grafana's legend "table on the right" with the last value; ``right``: the panel's edge in axes units."""
+    right = (width - 0.053) / (width * 0.56)  # the panel's right edge in axes units: Grafana's legend table
     ax.text(right, 1.0, "Last *", transform=ax.transAxes, color=DIM, fontsize=9, va="top", ha="right")
-    for row, (name, points) in enumerate(lines[:LEGEND_ROWS]):
+    for row, (name, values) in enumerate(lines[:LEGEND_ROWS]):
         y = 0.9 - row * 0.11
         ax.text(1.04, y, "\u2501", transform=ax.transAxes, color=COLORS[row % len(COLORS)], fontsize=10, va="top")
-        shown = name if len(name) <= 34 else name[:33] + "\u2026"
-        ax.text(1.09, y, shown, transform=ax.transAxes, color=TEXT, fontsize=9, va="top")
-        ax.text(right, y, fmt(last_value(points)), transform=ax.transAxes, color=TEXT, fontsize=9, va="top",
+        ax.text(1.09, y, name if len(name) <= 34 else name[:33] + "\u2026", transform=ax.transAxes, color=TEXT,
+                fontsize=9, va="top")
+        ax.text(right, y, fmt(last_value(values)), transform=ax.transAxes, color=TEXT, fontsize=9, va="top",
                 ha="right")
     if len(lines) > LEGEND_ROWS:
         ax.text(1.09, 0.9 - LEGEND_ROWS * 0.11, f"+ {len(lines) - LEGEND_ROWS} more series",
                 transform=ax.transAxes, color=DIM, fontsize=9, va="top")
 
 
-def render(dashboard, scrapes, meta, out):
+def render(prometheus_url, dashboard, start, end, out, step=5.0, rate_window=30.0, subtitle=""):
+    """Query every panel over [start, end] and draw the PNG; returns {panel title: series with data}."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -250,62 +203,95 @@ def render(dashboard, scrapes, meta, out):
     panels = dashboard["panels"]
     rows = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels)
     header, unit = 1.3, 0.34  # inches: the title block, one Grafana grid row
-    fig = plt.figure(figsize=(22, header + rows * unit), dpi=90, facecolor=BACKGROUND)
     total = header + rows * unit
-    start = scrapes.times[0]
+    fig = plt.figure(figsize=(22, total), dpi=90, facecolor=BACKGROUND)
     fig.text(0.01, 1 - 0.25 / total, dashboard.get("title", "Dashboard"), color=TEXT, fontsize=18, weight="bold",
              va="top")
-    fig.text(0.01, 1 - 0.75 / total, subtitle(meta, scrapes), color=DIM, fontsize=10.5, va="top")
+    fig.text(0.01, 1 - 0.75 / total, subtitle, color=DIM, fontsize=10.5, va="top")
+    drawn = {}
     for panel in panels:
-        grid = panel["gridPos"]
-        rect = (grid["x"] / 24 + 0.004, (rows - grid["y"] - grid["h"]) * unit / total + 0.003,
-                grid["w"] / 24 - 0.008, grid["h"] * unit / total - 0.006)
-        draw_panel(fig, panel, rect, scrapes, meta["rate_window"], start)
+        grid, lines = panel_series(prometheus_url, dashboard, panel, start, end, step, rate_window)
+        drawn[panel["title"]] = len(lines)
+        pos = panel["gridPos"]
+        rect = (pos["x"] / 24 + 0.004, (rows - pos["y"] - pos["h"]) * unit / total + 0.003,
+                pos["w"] / 24 - 0.008, pos["h"] * unit / total - 0.006)
+        draw_panel(fig, panel, rect, grid, lines)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, facecolor=BACKGROUND)
     plt.close(fig)
+    return drawn
 
 
-def subtitle(meta, scrapes):
-    first, last = (datetime.fromtimestamp(t, UTC) for t in (scrapes.times[0], scrapes.times[-1]))
-    traffic = ", ".join(f"{count} {status}" for status, count in sorted(meta.get("traffic", {}).items()))
-    return (f"Rendered by scripts/render_dashboard.py from live scrapes of a running system (make run), "
-            f"not a Grafana screenshot: docs/grafana/pos-dashboard.json evaluated on {len(scrapes.times)} scrapes "
-            f"of {meta['processes']} processes every {meta['interval']:g} s, "
-            f"{first:%Y-%m-%d %H:%M:%S}-{last:%H:%M:%S} UTC; \\$__rate_interval = {meta['rate_window']:g} s.\n"
-            f"Traffic through the public API meanwhile: {traffic or 'none'} "
-            f"(one customer searching, reading products, ordering with tok_visa / tok_chargeDeclined).")
+def drive_traffic(base_url, seconds, delay_ms=50):
+    """wrk (bench/loadgen.py) cycling a customer's requests for ``seconds``, two connections each pausing
+    ``delay_ms`` before a request; returns its LoadResult."""
+    from bench.infra import ensure_wrk
+    from bench.loadgen import Load, run_wrk
+    from bench.scenarios import customer_token
+
+    reply = requests.get(f"{base_url}/products", params={"in_stock": "true", "page_size": 100}, timeout=30)
+    products = [item["id"] for item in reply.json()["items"]]
+    searches = [("GET", f"/products?q={word}&sort={sort}") for word in ("coffee", "tea", "mug", "grinder", "cake")
+                for sort in ("price", "-price", "name")]
+    mix = []
+    for index, pid in enumerate(products):  # one order in about twenty requests, declined one time in four
+        mix += [searches[index % len(searches)], ("GET", f"/products/{pid}")] * 9 + [("GET", "/categories")]
+        mix.append(("POST", "/orders", {"items": [{"product_id": pid, "quantity": 1}], "shipping_address": ADDRESS,
+                                        "payment_token": "tok_chargeDeclined" if index % 4 == 3 else "tok_visa"}))
+        if index % 5 == 0:
+            mix.append(("GET", "/products/987654321"))  # a 404
+    load = Load(threads=1, connections=2, seconds=seconds, delay_ms=delay_ms)
+    return run_wrk("dashboard", base_url, mix, load, token=customer_token(base_url), wrk=ensure_wrk())
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dashboard", default=str(ROOT / "docs/grafana/pos-dashboard.json"))
-    parser.add_argument("--base-url", default="http://127.0.0.1:8000")
+    parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="the gateway")
     parser.add_argument("--metrics-base-port", type=int, default=int(os.environ.get("METRICS_BASE_PORT", "9101")))
-    parser.add_argument("--duration", type=float, default=180.0, help="seconds of scraping")
-    parser.add_argument("--interval", type=float, default=5.0, help="seconds between scrapes")
+    parser.add_argument("--prometheus-url", help="an existing Prometheus scraping the system (none is started)")
+    parser.add_argument("--duration", type=float, default=180.0, help="seconds of traffic (or of waiting)")
+    parser.add_argument("--scrape-interval", type=float, default=5.0)
     parser.add_argument("--rate-window", type=float, default=30.0, help="$__rate_interval in seconds")
-    parser.add_argument("--no-traffic", action="store_true", help="only scrape; the system gets its load elsewhere")
-    parser.add_argument("--save-scrapes")
-    parser.add_argument("--from-scrapes")
+    parser.add_argument("--no-traffic", action="store_true", help="the system gets its load elsewhere")
     parser.add_argument("--out", default=str(ROOT / "docs/images/dashboard.png"))
     args = parser.parse_args(argv)
     dashboard = json.loads(Path(args.dashboard).read_text())
-    if args.from_scrapes:
-        scrapes, meta = load_scrapes(args.from_scrapes)
-        meta["rate_window"] = args.rate_window
+    base_url = args.base_url.rstrip("/")
+    prometheus = None
+    if args.prometheus_url:
+        url = args.prometheus_url.rstrip("/")
     else:
-        targets = scrape_targets(args.base_url.rstrip("/"), args.metrics_base_port)
-        traffic = None if args.no_traffic else Traffic(args.base_url.rstrip("/"))
-        scrapes, failures = collect(targets, args.duration, args.interval, traffic)
-        if failures:
-            print(f"failed scrapes by process: {dict(failures)}", file=sys.stderr)
-        answered = {dict(labels)["instance"] for samples in scrapes.samples for _, labels in samples}
-        meta = {"processes": len(answered), "interval": args.interval,
-                "rate_window": args.rate_window, "traffic": dict(traffic.counts) if traffic else {}}
-        if args.save_scrapes:
-            save_scrapes(args.save_scrapes, scrapes, meta)
-    render(dashboard, scrapes, meta, args.out)
+        prometheus = TemporaryPrometheus(scrape_targets(base_url, args.metrics_base_port), args.scrape_interval)
+        url = prometheus.__enter__()
+        print(f"Prometheus {url} scraping {len(prometheus.targets)} processes", flush=True)
+    try:
+        start, traffic = time.time(), "none"
+        if not args.no_traffic:
+            result = drive_traffic(base_url, args.duration)
+            traffic = f"wrk, {result.requests} requests ({result.rps:.1f}/s, {result.errors} errors)"
+        elif prometheus:
+            time.sleep(args.duration)
+        else:
+            start -= args.duration
+        if prometheus:
+            time.sleep(2 * args.scrape_interval)  # the last scrapes of the traffic
+        end = time.time()
+        up = api(url, "query", query="up", time=end)["result"]
+        first, last = (datetime.fromtimestamp(t, UTC) for t in (start, end))
+        version = api(url, "status/buildinfo").get("version", "?")
+        subtitle = (f"Rendered by scripts/render_dashboard.py, not a Grafana screenshot: every panel of "
+                    f"docs/grafana/pos-dashboard.json queried from Prometheus {version} (query_range, step "
+                    f"{args.scrape_interval:g} s) scraping {sum(r['value'][1] == '1' for r in up)}/{len(up)} processes "
+                    f"every {args.scrape_interval:g} s, {first:%Y-%m-%d %H:%M:%S}-{last:%H:%M:%S} UTC; "
+                    f"\\$__rate_interval = {args.rate_window:g} s.\nTraffic through the public API meanwhile: "
+                    f"{traffic} (one customer searching, reading products, ordering with tok_visa / "
+                    "tok_chargeDeclined).")
+        drawn = render(url, dashboard, start, end, args.out, args.scrape_interval, args.rate_window, subtitle)
+    finally:
+        if prometheus:
+            prometheus.__exit__()
+    print(json.dumps(drawn, indent=1))
     print(f"wrote {args.out}")
     return 0
 

@@ -1,5 +1,6 @@
 -- Cycles through the requests listed in $BENCH_REQUESTS (one a line: METHOD<TAB>PATH[<TAB>JSON body]), each
--- thread from its own offset; $BENCH_TOKEN, if set, goes out as a bearer token. done() prints one JSON line.
+-- thread from its own offset; $BENCH_TOKEN, if set, goes out as a bearer token; $BENCH_DELAY_MS, if above 0,
+-- waits that long before each request of a connection. done() prints one JSON line.
 local requests = {}
 local index = 0
 local counter = 1
@@ -24,6 +25,11 @@ function init(args)
     if #f >= 2 then requests[#requests + 1] = wrk.format(f[1], f[2], headers, f[3]) end
   end
   index = ((thread_index or 1) * 7919) % #requests
+end
+
+local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0") or 0
+if delay_ms > 0 then
+  function delay() return delay_ms end
 end
 
 function request()

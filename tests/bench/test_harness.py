@@ -4,6 +4,9 @@ Nothing here asserts speed: speed is what `make bench` reports.
 """
 
 import os
+import subprocess
+import sys
+import time
 from datetime import datetime
 
 import pytest
@@ -13,7 +16,7 @@ from sqlalchemy import func, select
 from bench import infra, profiling, report
 from bench.floors import HOP, Experiment, run_floor
 from bench.kafka import Throughput, percentiles, produce_floor
-from bench.loadgen import LoadResult, request_lines
+from bench.loadgen import Load, LoadResult, request_lines, run_wrk
 from bench.scenarios import OrdersResult, SearchPoint
 from bench.seed import Catalogue
 from bench.settings import Settings
@@ -158,3 +161,17 @@ def test_latency_targets_also_judge_the_light_load_runs():
     search.light[1].p99 = 51
     rows = {row[0]: row[1:] for row in report.targets(results)}
     assert rows["search p99 < 50 ms at 100,000 products (filters and text)"][1] == "**not met**"
+
+
+def test_a_delay_paces_each_wrk_connection(wrk, tmp_path):
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        result = run_wrk("paced", f"http://127.0.0.1:{port}", [("GET", "/")],
+                         Load(threads=1, connections=1, seconds=2, delay_ms=200), wrk=wrk)
+    finally:
+        server.kill()
+        server.wait()
+    assert 3 <= result.requests <= 12 and result.errors == 0  # ~10 at 200 ms apart, unpaced it is thousands

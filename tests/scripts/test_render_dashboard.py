@@ -1,180 +1,127 @@
-"""The PromQL subset of scripts/render_dashboard.py on synthetic scrapes, and the picture it draws from them."""
+"""scripts/render_dashboard.py against a real Prometheus (Debian's ``prometheus``; scripts/ensure-tools.sh installs
+it) scraping a small real target: a process exposing the project's own metrics (common.metrics,
+bridge.kafka_metrics) while it counts made-up calls, events and Kafka acks."""
 
 import json
-import math
+import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import requests
 from PIL import Image
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from scripts import render_dashboard
-from scripts.promql_subset import Scrapes, Unsupported, legend, parse, parse_exposition, query_range
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "docs/grafana/pos-dashboard.json"
-WINDOW = 30.0
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = json.loads((ROOT / "docs/grafana/pos-dashboard.json").read_text())
+SCRAPE = 0.5  # seconds between scrapes: the whole module takes about 15 s
+RATE_WINDOW = 3.0
 
+needs_prometheus = pytest.mark.skipif(shutil.which("prometheus") is None,
+                                reason="no prometheus binary: apt-get install prometheus (scripts/ensure-tools.sh)")
 
-def series(name, value, instance="orders", **labels):
-    return (name, tuple(sorted({**labels, "instance": instance}.items()))), value
-
-
-def scrapes_of(*moments):
-    """``moments``: (t, [series(...), ...]) pairs."""
-    scrapes = Scrapes()
-    for at, samples in moments:
-        scrapes.add(at, dict(samples))
-    return scrapes
-
-
-def at_last(expr, scrapes):
-    """``{labels as dict items: value}`` of ``expr`` at the last scrape."""
-    result = query_range(expr, scrapes, WINDOW)
-    return {labels: points[-1][1] for labels, points in result.items() if points[-1][0] == scrapes.times[-1]}
-
-
-def calls(value, service, entrypoint, outcome="success", instance=None):
-    return series("pos_entrypoint_calls_total", value, instance or service, service=service,
-                  entrypoint=entrypoint, kind="rpc", outcome=outcome)
-
-
-def test_rate_is_the_counter_increase_over_the_scrapes_in_the_window_summed_by_label():
-    scrapes = scrapes_of(
-        (0, [calls(0, "orders", "create_order"), calls(5, "orders", "get_order"), calls(1, "products", "get")]),
-        (10, [calls(10, "orders", "create_order"), calls(5, "orders", "get_order"), calls(2, "products", "get")]),
-        (20, [calls(30, "orders", "create_order"), calls(25, "orders", "get_order"), calls(3, "products", "get")]),
-    )
-    result = at_last('sum by (service) (rate(pos_entrypoint_calls_total{service=~"$service"}[$__rate_interval]))',
-                     scrapes)
-    assert result == {(("service", "orders"),): pytest.approx((30 + 20) / 20),
-                      (("service", "products"),): pytest.approx(2 / 20)}
+# The target: real prometheus_client metrics of the project, moving for at most 60 s.
+TARGET = """
+import random, sys, time
+from prometheus_client import start_http_server
+from bridge import kafka_metrics as kafka
+from common.metrics import DB_STATEMENT_LATENCY, ENTRYPOINT_CALLS, ENTRYPOINT_LATENCY, count_domain_event
+start_http_server(int(sys.argv[1]), addr="127.0.0.1")
+rng = random.Random(1)
+for tick in range(600):
+    for entrypoint, kind in (("get_product", "http"), ("create_order", "http"), ("get_product", "rpc")):
+        service = "gateway" if kind == "http" else "products"
+        outcome = "client_error" if tick % 10 == 0 else "success"
+        ENTRYPOINT_CALLS.labels(service, entrypoint, kind, outcome).inc()
+        ENTRYPOINT_LATENCY.labels(service, entrypoint, kind).observe(rng.uniform(0.002, 0.2))
+    DB_STATEMENT_LATENCY.labels("products", "select").observe(rng.uniform(0.0005, 0.01))
+    count_domain_event("orders", "order.created")
+    if tick % 3:
+        count_domain_event("orders", "order.paid")
+        count_domain_event("payments", "payment.authorized")
+    kafka.RELAYED.labels("pos.orders").inc()
+    kafka.LAG.observe(rng.uniform(0.01, 0.3))
+    kafka.IN_FLIGHT.set(tick % 4)
+    time.sleep(0.1)
+"""
 
 
-def test_rate_leaves_out_scrapes_older_than_the_window_and_series_seen_once():
-    scrapes = scrapes_of((0, [calls(100, "orders", "a")]), (20, [calls(110, "orders", "a")]),
-                         (40, [calls(130, "orders", "a"), calls(7, "orders", "b")]))
-    result = at_last("sum by (entrypoint) (rate(pos_entrypoint_calls_total[25s]))", scrapes)
-    assert result == {(("entrypoint", "a"),): pytest.approx(20 / 20)}
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
-def test_a_counter_that_drops_was_reset_and_counts_from_zero():
-    scrapes = scrapes_of((0, [calls(10, "orders", "a")]), (10, [calls(15, "orders", "a")]),
-                         (20, [calls(3, "orders", "a")]))
-    assert at_last("sum(increase(pos_entrypoint_calls_total[$__range]))", scrapes) == {(): pytest.approx(8)}
+@pytest.fixture(scope="module")
+def prometheus():
+    """(url, start): a real Prometheus that has scraped the target for a few seconds."""
+    port = free_port()
+    target = subprocess.Popen([sys.executable, "-c", TARGET, str(port)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        with render_dashboard.TemporaryPrometheus({"orders": f"127.0.0.1:{port}"}, SCRAPE) as url:
+            start = time.time()
+            deadline = start + 30
+            while time.time() < deadline:  # until the target was scraped for longer than the rate window
+                query = 'count_over_time(up{process="orders"}[1m]) and up == 1'
+                up = render_dashboard.api(url, "query", query=query)["result"]
+                if up and float(up[0]["value"][1]) * SCRAPE > RATE_WINDOW + 2:
+                    break
+                time.sleep(SCRAPE)
+            else:
+                pytest.fail("Prometheus did not scrape the target")
+            yield url, start
+    finally:
+        target.kill()
+        target.wait()
 
 
-def test_matchers_equal_not_equal_and_anchored_regex():
-    def events(value, event_type):
-        return series("pos_domain_events_total", value, source="orders", event_type=event_type)
-
-    scrapes = scrapes_of(
-        (0, [events(0, "order.created"), events(0, "order.paid"), events(0, "reorder.created")]),
-        (30, [events(6, "order.created"), events(3, "order.paid"), events(9, "reorder.created")]),
-    )
-    per_minute = at_last('sum by (event_type) (rate(pos_domain_events_total{event_type=~"order\\\\..*"}[1m])) * 60',
-                         scrapes)
-    assert per_minute == {(("event_type", "order.created"),): pytest.approx(12),
-                          (("event_type", "order.paid"),): pytest.approx(6)}
-    others = at_last('sum(rate(pos_domain_events_total{event_type!="order.paid", event_type!~"re.*"}[1m]))',
-                     scrapes)
-    assert others == {(): pytest.approx(6 / 30)}
-
-
-def buckets(counts, instance="gateway", entrypoint="get_product"):
-    bounds = ["0.1", "0.5", "+Inf"]
-    return [series("pos_entrypoint_latency_seconds_bucket", count, instance, service="gateway", kind="http",
-                   entrypoint=entrypoint, le=le) for le, count in zip(bounds, counts, strict=True)]
-
-
-@pytest.mark.parametrize("quantile, expected", [(0.5, 0.1), (0.7, 0.1 + 0.4 * 20 / 40), (0.95, 0.5), (0.25, 0.05)])
-def test_histogram_quantile_interpolates_inside_the_bucket_of_the_rank(quantile, expected):
-    # 100 observations in the window: 50 up to 0.1 s, 40 more up to 0.5 s, 10 above
-    scrapes = scrapes_of((0, buckets([20, 30, 40])), (10, buckets([70, 120, 140])))
-    expr = (f"histogram_quantile({quantile}, sum by (le, entrypoint) "
-            f'(rate(pos_entrypoint_latency_seconds_bucket{{service="gateway", kind="http"}}[$__rate_interval])))')
-    assert at_last(expr, scrapes) == {(("entrypoint", "get_product"),): pytest.approx(expected)}
-
-
-def test_histogram_quantile_sums_the_buckets_of_every_process_and_skips_an_idle_histogram():
-    scrapes = scrapes_of(
-        (0, buckets([0, 0, 0], "a") + buckets([0, 0, 0], "b") + buckets([5, 5, 5], "a", "idle")),
-        (10, buckets([10, 10, 10], "a") + buckets([0, 10, 10], "b") + buckets([5, 5, 5], "a", "idle")),
-    )
-    expr = "histogram_quantile(0.75, sum by (le, entrypoint) (rate(pos_entrypoint_latency_seconds_bucket[1m])))"
-    assert at_last(expr, scrapes) == {(("entrypoint", "get_product"),): pytest.approx(0.1 + 0.4 * 5 / 10)}
-
-
-def test_vectors_divide_on_matching_labels_and_zero_over_zero_is_no_value():
-    def cache(value, service, result):
-        return series("pos_cache_requests_total", value, service, service=service, result=result)
-
-    scrapes = scrapes_of(
-        (0, [cache(0, "products", "hits"), cache(0, "products", "misses"), cache(4, "orders", "hits"),
-             cache(0, "orders", "misses")]),
-        (10, [cache(30, "products", "hits"), cache(10, "products", "misses"), cache(4, "orders", "hits"),
-              cache(0, "orders", "misses")]),
-    )
-    expr = ('sum by (service) (rate(pos_cache_requests_total{result="hits"}[$__rate_interval])) / '
-            "sum by (service) (rate(pos_cache_requests_total[$__rate_interval]))")
-    result = at_last(expr, scrapes)
-    assert result[(("service", "products"),)] == pytest.approx(0.75)
-    assert math.isnan(result[(("service", "orders"),)])
-
-
-def test_a_gauge_is_read_from_the_latest_scrape():
-    def backlog(value, service):
-        return series("pos_outbox_backlog", value, service, service=service)
-
-    scrapes = scrapes_of((0, [backlog(3, "orders")]), (10, [backlog(1, "orders"), backlog(2, "inventory")]))
-    result = query_range('sum by (service) (pos_outbox_backlog{service=~"$service"})', scrapes, WINDOW)
-    assert result == {(("service", "orders"),): [(0, 3), (10, 1)], (("service", "inventory"),): [(10, 2)]}
-
-
-def test_real_exposition_text_round_trips_through_the_evaluator():
-    registry = CollectorRegistry()
-    requests_total = Counter("pos_entrypoint_calls_total", "calls", ["service", "outcome"], registry=registry)
-    latency = Histogram("pos_kafka_relay_lag_seconds", "lag", buckets=(0.1, 1), registry=registry)
-    scrapes = Scrapes()
-    for at, (successes, lags) in enumerate([(0, []), (40, [0.05] * 8 + [0.5, 5])]):
-        requests_total.labels("orders", "success").inc(successes)
-        for lag in lags:
-            latency.observe(lag)
-        scrapes.add(at * 20.0, parse_exposition(generate_latest(registry).decode(), "kafka_bridge"))
-    assert at_last("sum by (service) (rate(pos_entrypoint_calls_total[1m]))", scrapes) == {
-        (("service", "orders"),): pytest.approx(2.0)}
-    lag = at_last("histogram_quantile(0.85, sum by (le) (rate(pos_kafka_relay_lag_seconds_bucket[1m])))", scrapes)
-    assert lag == {(): pytest.approx(0.1 + 0.9 * (8.5 - 8) / 1)}
-
-
-@pytest.mark.parametrize("expr", ["avg_over_time(pos_outbox_backlog[5m])", "sum without (service) (x)",
-                                  "rate(x[5m]) offset 5m", 'x{a=="b"}'])
-def test_queries_outside_the_subset_are_refused(expr):
-    with pytest.raises(Unsupported):
-        parse(expr)
-
-
-def test_every_query_of_the_dashboard_is_in_the_subset():
-    panels = json.loads(DASHBOARD.read_text())["panels"]
-    exprs = [target["expr"] for panel in panels for target in panel["targets"]]
-    assert len(exprs) >= len(panels)
+@needs_prometheus
+def test_every_panel_expression_is_promql_that_prometheus_accepts(prometheus):
+    url, _start = prometheus
+    exprs = [target["expr"] for panel in DASHBOARD["panels"] for target in panel["targets"]]
+    assert len(exprs) >= len(DASHBOARD["panels"])
     for expr in exprs:
-        parse(expr)
+        expanded = render_dashboard.expand(expr, DASHBOARD, RATE_WINDOW, 60, SCRAPE)
+        assert "$" not in expanded
+        reply = requests.get(f"{url}/api/v1/query", params={"query": expanded}, timeout=10).json()
+        assert reply["status"] == "success", (expanded, reply)
 
 
-def test_legend_fills_the_template_with_the_labels():
-    assert legend("{{service}}.{{ entrypoint }}", (("entrypoint", "get"), ("service", "orders"))) == "orders.get"
-    assert legend("in flight", ()) == "in flight"
+@needs_prometheus
+def test_a_query_prometheus_refuses_is_reported():
+    with render_dashboard.TemporaryPrometheus({}, 5) as url, pytest.raises(ValueError, match="bad_data"):
+        render_dashboard.api(url, "query", query="sum by (service) (rate(x[5m])")
 
 
-def test_render_draws_every_panel_into_a_png(tmp_path):
-    scrapes = scrapes_of((0, [calls(0, "orders", "a")] + buckets([0, 0, 0])),
-                         (10, [calls(10, "orders", "a")] + buckets([5, 8, 9])))
-    dashboard = json.loads(DASHBOARD.read_text())
-    dashboard["panels"].append({**dashboard["panels"][0], "title": "Unsupported", "gridPos": {
-        "x": 0, "y": 48, "w": 12, "h": 8}, "targets": [{"expr": "avg_over_time(x[1m])"}]})
+@needs_prometheus
+def test_render_draws_every_panel_with_the_data_prometheus_has(prometheus, tmp_path):
+    url, start = prometheus
     out = tmp_path / "dashboard.png"
-    render_dashboard.render(dashboard, scrapes, {"processes": 1, "interval": 10, "rate_window": WINDOW}, out)
+    drawn = render_dashboard.render(url, DASHBOARD, start, time.time(), out, step=SCRAPE, rate_window=RATE_WINDOW,
+                                    subtitle="test")
+    assert set(drawn) == {panel["title"] for panel in DASHBOARD["panels"]}
+    assert drawn["Requests per second by service"] == 2  # gateway, products
+    assert drawn["Errors per second by service"] == 2  # (gateway, products) x client_error
+    assert drawn["HTTP latency p95 by route (gateway)"] == 2  # get_product, create_order
+    assert drawn["Kafka relay lag p95 (occurred_at to Kafka ack)"] == 2  # the p95 and the in-flight gauge
+    assert drawn["Orders by status (events per minute)"] == 2  # order.created, order.paid
+    assert drawn["Payments by outcome (events per minute)"] == 1
+    assert drawn["Cache hit ratio by service"] == 0  # nothing the target exposes: drawn as "No data"
     with Image.open(out) as image:
         assert image.format == "PNG"
         assert image.height > image.width * 0.5
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 50  # drawn, not a blank page
+
+
+def test_grafana_variables_are_expanded():
+    expr = 'sum(rate(x{service=~"$service"}[$__rate_interval])) + sum(increase(y[$__range])) + ${service}'
+    assert render_dashboard.expand(expr, DASHBOARD, 30, 600.4, 5) == (
+        'sum(rate(x{service=~".*"}[30s])) + sum(increase(y[600s])) + .*')
+    assert render_dashboard.legend("{{service}}.{{ entrypoint }}", {"service": "orders", "entrypoint": "get"}) == \
+        "orders.get"
+    assert render_dashboard.legend("", {"topic": "pos.orders"}) == '{topic="pos.orders"}'

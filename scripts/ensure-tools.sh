@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian-packaged tools the tests run, when missing (`.ci/run` and `make test` call it):
+#   prometheus + promtool (package prometheus): tests/scripts/test_render_dashboard.py starts its own instance.
+# The package's system service is never started: a policy-rc.d refuses it during the install (the tests and
+# scripts/render_dashboard.py run their own Prometheus on a free loopback port with a temporary data dir).
+# Not root: says what to install and carries on (the tests that need a tool skip, saying why).
+set -u
+missing=()
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "NOTE: not installed: ${missing[*]}; run: sudo apt-get install --no-install-recommends ${missing[*]}" >&2
+  exit 0
+fi
+policy=/usr/sbin/policy-rc.d
+added=""
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && added=yes
+fi
+echo "installing ${missing[*]} (apt-get)..."
+export DEBIAN_FRONTEND=noninteractive
+{ apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >/dev/null ||
+  echo "WARNING: apt-get install ${missing[*]} failed" >&2
+[ -n "$added" ] && rm -f "$policy"
+exit 0
