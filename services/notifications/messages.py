@@ -8,6 +8,7 @@ from pathlib import Path
 
 from jinja2 import ChainableUndefined, Environment, FileSystemLoader, TemplateNotFound, select_autoescape
 
+from schemas.orders import OrderStatus, PaymentStatus
 from services.notifications.invoices import shop_details
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -17,7 +18,8 @@ ENVIRONMENT = Environment(
 )
 
 # order.status_changed -> the message for the new status; other statuses have their own events
-STATUS_KINDS = {"SHIPPED": "order_shipped", "DELIVERED": "order_delivered"}
+STATUS_KINDS = {OrderStatus.SHIPPED: "order_shipped", OrderStatus.DELIVERED: "order_delivered"}
+CHARGED = (PaymentStatus.AUTHORIZED, PaymentStatus.CAPTURED, PaymentStatus.REFUNDED)
 
 
 def full_context(context):
@@ -51,5 +53,5 @@ def has_sms(kind):
 def was_paid(order):
     """A cancelled order that had been paid is refunded: the cancellation email says so."""
     payment = order.get("payment") or {}
-    return str(payment.get("status", "")).upper() in ("REFUNDED", "REFUND_PENDING", "CAPTURED", "AUTHORIZED") \
-        or any(step.get("status") == "PAID" for step in order.get("history") or [])
+    return payment.get("status") in CHARGED \
+        or any(step.get("status") == OrderStatus.PAID for step in order.get("history") or [])
