@@ -8,6 +8,8 @@ from nameko_sqlalchemy import Database as NamekoDatabase
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
 
+from common.metrics import time_statements
+
 SQLITE_LOCK_WAIT_SECONDS = 30
 DEFAULT_MAX_WORKERS = 10
 # Connections a process holds besides its workers': the outbox relay's session and its advisory-lock connection,
@@ -92,3 +94,4 @@ class Database(NamekoDatabase):
         self.engine.dispose()
         self.engine = make_engine(self.db_uri, self.container.max_workers, **self.engine_options)
         self.Session.configure(bind=self.engine)
+        time_statements(self.engine, self.container.service_name)
