@@ -18,6 +18,9 @@ import threading
 from cachetools import TTLCache
 from nameko import config
 from nameko.extensions import DependencyProvider
+from prometheus_client.core import CounterMetricFamily
+
+from common.metrics import LiveCollector
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +194,8 @@ class CacheClient:
 
 
 class Cache(DependencyProvider):
+    """Exports its hits and misses as ``pos_cache_requests_total{service, result}`` while its container runs."""
+
     def __init__(self, namespace=None):
         self.namespace = namespace
 
@@ -198,6 +203,22 @@ class Cache(DependencyProvider):
         self.backend = make_backend()
         self.stats = {"hits": 0, "misses": 0}
         self.namespace = self.namespace or self.container.service_name
+        # counted in a plain dict on the read path, turned into a metric only when scraped
+        self.collector = LiveCollector(self.collect_metrics)
+
+    def start(self):
+        self.collector.register()
+
+    def stop(self):
+        self.collector.unregister()
+
+    kill = stop
+
+    def collect_metrics(self):
+        requests = CounterMetricFamily("pos_cache_requests", "Cache reads by result", labels=["service", "result"])
+        for result in ("hits", "misses"):
+            requests.add_metric([self.container.service_name, result], self.stats.get(result, 0))
+        yield requests
 
     def get_dependency(self, worker_ctx):
         return CacheClient(self.backend, self.namespace, self.stats)
@@ -218,8 +239,10 @@ class SharedCache(Cache):
         ttl = int(config.get("CACHE_TTL_SECONDS") or 600)
         self.backend = RedisReadBackend(uri, ttl) if uri else None
         self.stats = {"hits": 0, "misses": 0}
+        self.collector = LiveCollector(self.collect_metrics)
 
     def stop(self):
+        super().stop()
         if self.backend is not None:
             self.backend.close()
 

@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
 
 from common.events import AlreadyHandled, can_record, record_delivery
+from common.metrics import time_statements
 
 SQLITE_LOCK_WAIT_SECONDS = 30
 DEFAULT_MAX_WORKERS = 10
@@ -103,6 +104,7 @@ class Database(NamekoDatabase):
         self.engine.dispose()
         self.engine = make_engine(self.db_uri, self.container.max_workers, **self.engine_options)
         self.Session.configure(bind=self.engine)
+        time_statements(self.engine, self.container.service_name)
 
     def get_dependency(self, worker_ctx):
         delivery = getattr(worker_ctx.entrypoint, "delivery", None)

@@ -1,9 +1,13 @@
-"""Prometheus metrics for every service, from one ``metrics = Metrics()`` declaration.
+"""Prometheus metrics for every service: entrypoints from one ``metrics = Metrics()`` declaration, plus the
+instruments the other providers use for their own figures.
 
-- entrypoint calls, latency and errors per service, entrypoint and kind (rpc, event, http, timer);
-- database statement timings from SQLAlchemy engine events on the service's ``Database``;
-- cache hits and misses (``common.cache`` keeps the counts) and the outbox backlog, read when scraped;
-- domain events published, by source and type (orders by status, payments by outcome), from ``common.outbox``.
+- entrypoint calls, latency and errors per service, entrypoint and kind (rpc, event, http, timer); an HTTP call's
+  outcome is the status the gateway answered (its worker result is the response);
+- database statement timings: ``common.db.Database`` calls ``time_statements`` on its engine;
+- cache hits and misses and the outbox backlog: ``common.cache.Cache`` and ``common.outbox.Outbox`` each register a
+  ``LiveCollector`` while their container runs, read when scraped;
+- domain events published, by source and type (orders by status, payments by outcome): ``count_domain_event``,
+  called by ``common.outbox`` and by code that dispatches without it.
 
 Each service process exposes the registry on ``METRICS_PORT`` (if set; ``METRICS_ADDR``, default 127.0.0.1);
 the gateway also serves it at ``GET /metrics``.
@@ -13,8 +17,6 @@ import logging
 import threading
 import time
 
-import eventlet
-from marshmallow import ValidationError
 from nameko import config
 from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
@@ -22,7 +24,6 @@ from nameko.rpc import Rpc
 from nameko.timer import Timer
 from nameko.web.handlers import HttpRequestHandler
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import event
 
 from common.errors import DomainError
@@ -50,11 +51,10 @@ DOMAIN_EVENTS = Counter(
     ["source", "event_type"],
 )
 
-SCRAPE_TIMEOUT = 2.0
-
+# One exporter per port per process: it serves the whole process's registry, so the containers of one process
+# (several services in one ``nameko run``, the tests) share it, and it outlives each of them.
 _exporters_started = set()
 _exporters_lock = threading.Lock()
-_live = []  # Metrics providers of running containers; read by the scrape-time collector
 
 
 def count_domain_event(source, event_type):
@@ -69,27 +69,20 @@ def entrypoint_kind(entrypoint):
     return type(entrypoint).__name__.lower()
 
 
-def http_status_of(exc):
-    """The status the gateway answers for an exception its handler raised (gateway/http.py maps them)."""
-    if isinstance(exc, DomainError):
-        return exc.status
-    if isinstance(exc, ValidationError):
-        return 422
-    return getattr(exc, "code", None) if isinstance(getattr(exc, "code", None), int) else 500
-
-
-def outcome_of(result, exc_info, kind="rpc"):
-    if exc_info is not None:
-        if kind == "http":
-            return "client_error" if http_status_of(exc_info[1]) < 500 else "error"
-        return "domain_error" if isinstance(exc_info[1], DomainError) else "error"
+def answered_status(result):
+    """The HTTP status of a worker result: a response's, a ``(status, ...)`` tuple's, else ``None``."""
     status = getattr(result, "status_code", None)
     if status is None and isinstance(result, tuple) and result and isinstance(result[0], int):
         status = result[0]
-    if status is not None and status >= 500:
-        return "error"
-    if status is not None and status >= 400:
-        return "client_error"
+    return status
+
+
+def outcome_of(result, exc_info):
+    status = answered_status(result)
+    if status is not None:
+        return "error" if status >= 500 else "client_error" if status >= 400 else "success"
+    if exc_info is not None:
+        return "domain_error" if isinstance(exc_info[1], DomainError) else "error"
     return "success"
 
 
@@ -126,26 +119,35 @@ def time_statements(engine, service):
             DB_STATEMENT_LATENCY.labels(service, verb).observe(time.perf_counter() - started)
 
 
+class LiveCollector:
+    """Figures a provider reads when Prometheus scrapes; registered while the provider's container runs.
+
+    ``collect`` yields metric families. ``describe`` names none: the containers of one process (the tests run
+    many) yield the same families, and the registry refuses a second collector that describes a taken name.
+    """
+
+    def __init__(self, collect):
+        self.collect = collect
+
+    def describe(self):
+        return []
+
+    def register(self):
+        REGISTRY.register(self)
+
+    def unregister(self):
+        try:
+            REGISTRY.unregister(self)
+        except KeyError:  # stop, then kill
+            pass
+
+
 class Metrics(DependencyProvider):
     def setup(self):
         self.started_at = {}
         port = config.get("METRICS_PORT")
         if port:
             start_exporter(int(port), str(config.get("METRICS_ADDR") or "127.0.0.1"))
-
-    def start(self):
-        # after every provider's setup(): the Database's engine exists now
-        for dependency in self.container.dependencies:
-            engine = getattr(dependency, "engine", None)
-            if engine is not None and hasattr(dependency, "Session"):
-                time_statements(engine, self.container.service_name)
-        _live.append(self)
-
-    def stop(self):
-        if self in _live:
-            _live.remove(self)
-
-    kill = stop
 
     def worker_setup(self, worker_ctx):
         self.started_at[worker_ctx] = time.perf_counter()
@@ -154,8 +156,7 @@ class Metrics(DependencyProvider):
         started = self.started_at.pop(worker_ctx, None)
         service, entrypoint = self.container.service_name, worker_ctx.entrypoint.method_name
         kind = entrypoint_kind(worker_ctx.entrypoint)
-        outcome = outcome_of(result, exc_info, kind)
-        ENTRYPOINT_CALLS.labels(service, entrypoint, kind, outcome).inc()
+        ENTRYPOINT_CALLS.labels(service, entrypoint, kind, outcome_of(result, exc_info)).inc()
         if exc_info is not None:
             ENTRYPOINT_ERRORS.labels(service, entrypoint, type(exc_info[1]).__name__).inc()
         if started is not None:
@@ -163,49 +164,3 @@ class Metrics(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self
-
-    def providers_of(self, cls):
-        return [dep for dep in self.container.dependencies if isinstance(dep, cls)]
-
-
-class LiveStateCollector:
-    """Figures read when Prometheus scrapes: cache hits/misses and outbox backlog of the running services."""
-
-    def collect(self):
-        from common.cache import Cache
-        from common.outbox import Outbox
-
-        cache = CounterMetricFamily("pos_cache_requests", "Cache reads by result", labels=["service", "result"])
-        backlog = GaugeMetricFamily("pos_outbox_backlog", "Outbox rows not yet published", labels=["service"])
-        hits, unsent = {}, {}
-        for provider in list(_live):
-            service = provider.container.service_name
-            for cache_provider in provider.providers_of(Cache):
-                for result in ("hits", "misses"):
-                    key = (service, result)
-                    hits[key] = hits.get(key, 0) + cache_provider.stats.get(result, 0)
-            for outbox in provider.providers_of(Outbox):
-                count = read_backlog(outbox)
-                if count is not None:
-                    unsent[service] = unsent.get(service, 0) + count
-        for (service, result), value in sorted(hits.items()):
-            cache.add_metric([service, result], value)
-        for service, value in sorted(unsent.items()):
-            backlog.add_metric([service], value)
-        yield cache
-        yield backlog
-
-    def describe(self):
-        return []
-
-
-def read_backlog(outbox):
-    try:
-        with eventlet.Timeout(SCRAPE_TIMEOUT):
-            return outbox.backlog()
-    except (Exception, eventlet.Timeout):
-        log.warning("outbox backlog of %s unreadable", outbox.container.service_name, exc_info=True)
-        return None
-
-
-REGISTRY.register(LiveStateCollector())

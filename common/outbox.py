@@ -1,11 +1,15 @@
 """Transactional outbox: events are written with the change that caused them, then published from the table.
 
 A service maps ``OutboxMessageMixin`` onto its own Base, declares ``outbox = Outbox(OutboxMessage)`` beside its
-``Database``, and calls ``self.outbox.add(session, event_type, aggregate_id, data)`` inside the transaction that
-commits the change. One relay greenlet per process publishes unsent rows in id order (so one aggregate's events
-keep their order) to the Nameko events exchange ``<service>.events`` with publisher confirms, and marks them sent
-only after the broker confirmed them. It wakes as soon as a worker that wrote events ends, and also polls, so rows
-left by a crash or a broker outage go out when things recover: nothing committed is lost, repeats are possible.
+``Database`` (``db``; ``Outbox(OutboxMessage, database="other")`` names another attribute), and calls
+``self.outbox.add(session, event_type, aggregate_id, data)`` inside the transaction that commits the change. One
+relay greenlet per process publishes unsent rows in id order (so one aggregate's events keep their order) to the
+Nameko events exchange ``<service>.events`` with publisher confirms, and marks them sent only after the broker
+confirmed them. It wakes as soon as a worker that wrote events ends, and also polls, so rows left by a crash or a
+broker outage go out when things recover: nothing committed is lost, repeats are possible.
+
+While its container runs the outbox exports its backlog (``pos_outbox_backlog{service}``, counted when scraped)
+and counts every event the broker confirmed in ``pos_domain_events_total``.
 """
 
 import json
@@ -19,16 +23,17 @@ from nameko.amqp.publish import Publisher
 from nameko.constants import AMQP_URI_CONFIG_KEY, DEFAULT_AMQP_URI
 from nameko.extensions import DependencyProvider
 from nameko.standalone.events import get_event_exchange
+from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Text, select, text, update
 
 from common.correlation import CORRELATION_KEY
-from common.db import Database
 from common.events import make_envelope, utcnow
-from common.metrics import count_domain_event
+from common.metrics import LiveCollector, count_domain_event
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
+SCRAPE_TIMEOUT = 2.0
 
 
 class OutboxMessageMixin:
@@ -66,15 +71,15 @@ class OutboxWriter:
 
 
 class Outbox(DependencyProvider):
-    def __init__(self, model, poll_interval=None):
+    def __init__(self, model, poll_interval=None, database="db"):
         self.model = model
         self.poll_interval = poll_interval
+        self.database_name = database
         self.writers = {}
 
     def setup(self):
-        self.database = next(
-            dep for dep in self.container.dependencies if isinstance(dep, Database)
-        )
+        self.database = self.declared_database()
+        self.collector = LiveCollector(self.collect_metrics)
         self.exchange = get_event_exchange(self.container.service_name)
         serializer, _ = serialization.setup()
         self.publisher = Publisher(
@@ -86,16 +91,27 @@ class Outbox(DependencyProvider):
         self.wakeup = Event()
         self.running = False
 
+    def declared_database(self):
+        """The service's ``Database`` provider, declared as ``database_name`` on the service class."""
+        for dependency in self.container.dependencies:
+            if dependency.attr_name == self.database_name:
+                return dependency
+        raise LookupError(f"{self.container.service_name}: Outbox needs a Database declared as "
+                          f"`{self.database_name}` (or Outbox(model, database=<its attribute>))")
+
     def start(self):
         self.running = True
         self.relay_thread = self.container.spawn_managed_thread(self.run_relay)
+        self.collector.register()
 
     def stop(self):
+        self.collector.unregister()
         self.running = False
         self.kick()
         self.relay_thread.wait()
 
     def kill(self):
+        self.collector.unregister()
         self.running = False
         self.relay_thread.kill()
 
@@ -181,3 +197,18 @@ class Outbox(DependencyProvider):
     def backlog(self):
         with self.database.Session(close_on_exit=True) as session:
             return session.query(self.model).filter(self.model.published_at.is_(None)).count()
+
+    def collect_metrics(self):
+        backlog = GaugeMetricFamily("pos_outbox_backlog", "Outbox rows not yet published", labels=["service"])
+        count = self.read_backlog()
+        if count is not None:
+            backlog.add_metric([self.container.service_name], count)
+        yield backlog
+
+    def read_backlog(self):
+        try:
+            with eventlet.Timeout(SCRAPE_TIMEOUT):
+                return self.backlog()
+        except (Exception, eventlet.Timeout):  # a scrape reports what it can instead of failing
+            log.warning("outbox backlog of %s unreadable", self.container.service_name, exc_info=True)
+            return None

@@ -8,8 +8,12 @@ queue has taken one confirmed and ``mandatory`` request: a service that never ra
 once rather than a timeout. Events keep confirms and persistence (the outbox's publisher).
 
 Every service must take ``rpc`` from here, ``ping`` included (``common.health.Operational``): two consumer classes on
-one ``rpc-<service>`` queue would each answer the other's methods with ``MethodNotFound``.
+one ``rpc-<service>`` queue would each answer the other's methods with ``MethodNotFound``. A worker that fails on
+infrastructure (its database or the broker down, a timeout) answers ``DependencyUnavailable``
+(``common.errors.as_domain_error``), so callers never interpret other libraries' exception names.
 """
+
+import logging
 
 import eventlet
 from nameko import config
@@ -29,7 +33,9 @@ from nameko.rpc import ServiceRpc as NamekoServiceRpc
 from nameko.rpc import get_rpc_exchange
 
 from common.amqp import ReadAheadConsumer, ReadsAhead
-from common.errors import DependencyUnavailable
+from common.errors import DependencyUnavailable, DomainError, as_domain_error
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 10.0
 # Publisher.publish writes ``confirm_publish`` into the transport options it is given: one dict per value keeps a
@@ -61,6 +67,25 @@ class RpcConsumer(NamekoRpcConsumer):
 
 class Rpc(NamekoRpc):
     rpc_consumer = RpcConsumer()
+
+    def handle_result(self, message, worker_ctx, result, exc_info):
+        reply = reply_error(worker_ctx, exc_info)
+        result, sent = self.rpc_consumer.handle_result(message, result, reply)
+        # The container's providers still see the worker's own failure: metrics and the worker's log line count
+        # a database outage as this service's error, not as a domain error.
+        return result, exc_info if sent is reply else sent
+
+
+def reply_error(worker_ctx, exc_info):
+    """The error the caller gets: an infrastructure failure as ``DependencyUnavailable``, anything else as is."""
+    if exc_info is None or isinstance(exc_info[1], DomainError):
+        return exc_info
+    error = as_domain_error(exc_info[1])
+    if error is None:
+        return exc_info
+    # nameko has logged the traceback already; this line ties it to the answer the caller got
+    log.warning("%s answers DependencyUnavailable for %r", worker_ctx.call_id, exc_info[1])
+    return type(error), error, exc_info[2]
 
 
 rpc = Rpc.decorator

@@ -23,20 +23,12 @@ import inspect
 import json
 import logging
 import re
-import socket
 import uuid
 from dataclasses import dataclass, field
 
 from eventlet.event import Event
-from kombu.exceptions import OperationalError as BrokerError
 from marshmallow import EXCLUDE, Schema, ValidationError
 from nameko import config
-from nameko.exceptions import (
-    RemoteError,
-    ReplyQueueExpiredWithPendingReplies,
-    RpcTimeout,
-    UnknownService,
-)
 from nameko.extensions import register_entrypoint
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer, WsgiApp
@@ -45,7 +37,7 @@ from werkzeug.routing import IntegerConverter, Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from common.correlation import CORRELATION_KEY, REQUEST_ID_HEADER, acceptable_request_id
-from common.errors import DomainError, Unauthorized
+from common.errors import DomainError, Unauthorized, as_domain_error
 from gateway.auth import Auth, bearer_token, decode_token
 from gateway.ratelimit import RateLimiter, client_address, route_class
 from gateway.security import EdgePolicy, is_preflight
@@ -60,11 +52,6 @@ MAX_BODY_BYTES = 1024 * 1024
 RETRY_AFTER_SECONDS = "1"  # a 503: a dependency that is down or slow, worth one quick retry
 AUTH_LEVELS = (None, "user", "admin")
 
-UNAVAILABLE = (RpcTimeout, UnknownService, ReplyQueueExpiredWithPendingReplies, BrokerError,
-               ConnectionError, socket.timeout)
-# Errors a service raises when *its* dependency is down: the request may succeed later.
-UNAVAILABLE_REMOTE = {"OperationalError", "DependencyUnavailable", "RpcTimeout", "UnknownService",
-                      "DisconnectionError", "TimeoutError", "ConnectionError"}
 REASONS = {400: "bad_request", 401: "invalid_token", 403: "forbidden", 404: "not_found",
            405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
            413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error",
@@ -117,23 +104,23 @@ def flatten_messages(messages, prefix=""):
 
 
 def map_exception(exc):
-    """``(status, error dict, extra headers)`` for anything a request can raise."""
+    """``(status, error dict, extra headers)`` for anything a request can raise.
+
+    Domain errors (a service's, or ``common.errors.as_domain_error``'s for an infrastructure failure the gateway
+    met itself, such as the broker down) answer their own status and code.
+    """
     if isinstance(exc, ValidationError):
         return 422, {"code": "validation_error", "message": "The request is not valid.",
                      "details": flatten_messages(exc.messages)}, {}
-    if isinstance(exc, DomainError):
-        error = exc.to_dict()
-        if exc.status == 422 and isinstance(error["details"], dict):
-            error["details"] = flatten_messages(error["details"])
-        return exc.status, error, domain_error_headers(exc)
     if isinstance(exc, HTTPException) and exc.code and exc.code < 500:
         return exc.code, {"code": REASONS.get(exc.code, "bad_request"),
                           "message": exc.description or exc.name, "details": {}}, {}
-    if isinstance(exc, UNAVAILABLE) or (
-            isinstance(exc, RemoteError) and exc.exc_type in UNAVAILABLE_REMOTE):
-        return 503, {"code": "service_unavailable",
-                     "message": "A service this request needs is unavailable; try again shortly.",
-                     "details": {}}, {"Retry-After": RETRY_AFTER_SECONDS}
+    domain_error = as_domain_error(exc)
+    if domain_error is not None:
+        error = domain_error.to_dict()
+        if domain_error.status == 422 and isinstance(error["details"], dict):
+            error["details"] = flatten_messages(error["details"])
+        return domain_error.status, error, domain_error_headers(domain_error)
     return 500, {"code": "internal_error", "message": "Internal server error.", "details": {}}, {}
 
 
@@ -357,9 +344,21 @@ class Api(HttpRequestHandler):
             self.container.spawn_worker(
                 self, (request,), request.path_values, context_data=context_data,
                 handle_result=functools.partial(self.handle_result, event))
-            return self.response_from_result(event.wait())
+            return event.wait()
         except Exception as exc:
             return self.response_from_exception(exc, request)
+
+    def handle_result(self, event, worker_ctx, result, exc_info):
+        """The response is made here, in the worker: the container's providers (metrics) get it as the result,
+        so they count the status the client was answered instead of deriving it again."""
+        request = worker_ctx.args[0]
+        try:
+            response = self.response_from_result(result) if exc_info is None else \
+                self.response_from_exception(exc_info[1], request)
+        except Exception as exc:  # a payload that is not JSON-able
+            response = self.response_from_exception(exc, request)
+        event.send(response)
+        return response, exc_info
 
     def prepare(self, service, request):
         """Auth, body and query for the worker; raises what ``map_exception`` turns into 4xx."""

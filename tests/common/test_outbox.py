@@ -110,3 +110,44 @@ def test_events_written_while_the_relay_was_down_are_published_after_restart(
     notes.start()
     wait_until(lambda: len(received) >= 3, message="3 events")
     assert [e["data"]["text"] for e in received] == ["left 0", "left 1", "left 2"]
+
+
+class StoreNotes:
+    name = "store_notes"
+    store = Database(Base)
+    outbox = Outbox(OutboxMessage, database="store")
+
+    @rpc
+    def write(self, text):
+        with self.store.get_session() as session:
+            self.outbox.add(session, "note.written", 1, {"text": text})
+
+
+class NotesWithoutDb(StoreNotes):
+    outbox = Outbox(OutboxMessage)
+
+
+def test_the_outbox_uses_the_database_it_names(notes_db, container_factory):
+    with config.patch({"DB_URIS": {"store_notes:Base": notes_db}}):
+        container = container_factory(StoreNotes)
+        container.start()
+    outbox = next(provider for provider in container.dependencies if provider.attr_name == "outbox")
+    with ServiceRpcClient("store_notes") as client:
+        client.write("through store")
+
+    assert outbox.database.attr_name == "store"
+    wait_until(lambda: outbox.backlog() == 0 and published(notes_db) == 1, message="the event published")
+
+
+def test_an_outbox_without_its_database_fails_at_setup(notes_db, container_factory):
+    with config.patch({"DB_URIS": {"store_notes:Base": notes_db}}), pytest.raises(LookupError, match="`db`"):
+        container_factory(NotesWithoutDb).start()
+
+
+def published(uri):
+    engine = make_engine(uri)
+    try:
+        with Session(engine) as session:
+            return len(session.scalars(select(OutboxMessage).where(OutboxMessage.published_at.isnot(None))).all())
+    finally:
+        engine.dispose()

@@ -6,12 +6,14 @@ import functools
 import eventlet
 import pytest
 from kombu import Queue
+from kombu.exceptions import OperationalError as BrokerError
 from nameko import config
-from nameko.exceptions import ReplyQueueExpiredWithPendingReplies
+from nameko.exceptions import RemoteError, ReplyQueueExpiredWithPendingReplies
 from nameko.standalone.rpc import ServiceRpcClient
+from sqlalchemy.exc import OperationalError
 
 from common import amqp
-from common.errors import DependencyUnavailable
+from common.errors import Conflict, DependencyUnavailable
 from common.events import domain_event_handler
 from common.rpc import ReplyListener, ServiceRpc, rpc
 from tests.support import wait_until
@@ -60,6 +62,26 @@ class Caller:
             return self.nobody_rpc.anything()
         except DependencyUnavailable as exc:
             return str(exc)
+
+
+class Failing:
+    name = "failing"
+
+    @rpc
+    def database_down(self):
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError(111, "can't connect to 10.0.0.3"))
+
+    @rpc
+    def broker_down(self):
+        raise BrokerError("[Errno 111] Connection refused")
+
+    @rpc
+    def sold_out(self):
+        raise Conflict("Out of stock.", {"products": [1]}, code="insufficient_stock")
+
+    @rpc
+    def bug(self):
+        raise KeyError("secret")
 
 
 @pytest.fixture
@@ -141,3 +163,29 @@ def test_replies_are_consumed_without_acks_and_requests_with_them(caller, rabbit
     wait_until(lambda: len(ack_required()) == 4, interval=0.5, message="every consumer listed")
     by_kind = {name.split("-")[0]: required for name, required in ack_required().items()}
     assert by_kind == {"rpc.reply": False, "rpc": True, "evt": True}
+
+
+@pytest.fixture
+def failing(rabbit_config, container_factory):
+    container_factory(Failing).start()
+    with ServiceRpcClient("failing") as client:
+        yield client
+
+
+@pytest.mark.parametrize("method", ["database_down", "broker_down"])
+def test_a_worker_failing_on_infrastructure_answers_dependency_unavailable(failing, method):
+    with pytest.raises(DependencyUnavailable) as raised:
+        getattr(failing, method)()
+
+    assert raised.value.code == "service_unavailable" and raised.value.status == 503
+    assert "10.0.0.3" not in str(raised.value) and "Errno" not in str(raised.value)
+
+
+def test_domain_errors_and_bugs_cross_as_they_were_raised(failing):
+    with pytest.raises(Conflict) as conflict:
+        failing.sold_out()
+    with pytest.raises(RemoteError) as bug:
+        failing.bug()
+
+    assert conflict.value.code == "insufficient_stock" and conflict.value.details == {"products": [1]}
+    assert bug.value.exc_type == "KeyError"

@@ -4,15 +4,23 @@ import uuid
 
 import pytest
 from eventlet.event import Event
+from kombu.exceptions import OperationalError as BrokerError
 from marshmallow import Schema, ValidationError, fields
+from nameko import config
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
+from prometheus_client import REGISTRY
+from sqlalchemy import Column, Integer, select
+from sqlalchemy.orm import DeclarativeBase
 from werkzeug.wrappers import Response
 
 from common.correlation import CorrelationId
+from common.db import Database
 from common.errors import Conflict, DependencyUnavailable, NotFound, ValidationFailed
+from common.metrics import Metrics
 from common.rpc import ServiceRpc, rpc
 from gateway.http import api, created, flatten_messages, map_exception, routes
 from tests.gateway.helpers import assert_error
+from tests.support import wait_until
 
 
 class LineSchema(Schema):
@@ -30,6 +38,28 @@ class SearchSchema(Schema):
 
 
 release_slow = Event()
+UNREACHABLE_DATABASE = "mysql+pymysql://pos:pos@127.0.0.1:1/ledger"  # nothing listens on port 1
+
+
+class LedgerBase(DeclarativeBase):
+    pass
+
+
+class Entry(LedgerBase):
+    __tablename__ = "entries"
+    id = Column(Integer, primary_key=True)
+
+
+class LedgerService:
+    """A service whose database is down."""
+
+    name = "ledger"
+    db = Database(LedgerBase)
+
+    @rpc
+    def count_entries(self):
+        with self.db.get_session() as session:
+            return len(session.scalars(select(Entry)).all())
 
 
 class SlowService:
@@ -46,7 +76,9 @@ class EdgeService:
 
     nowhere_rpc = ServiceRpc("nowhere")
     slow_rpc = ServiceRpc("slow", timeout=0.3)
+    ledger_rpc = ServiceRpc("ledger")
     correlation = CorrelationId()
+    metrics = Metrics()
 
     @api("GET", "/things/<int:thing_id>", responses={200: ThingSchema}, tags=["Things"])
     def get_thing(self, request, thing_id):
@@ -75,8 +107,10 @@ class EdgeService:
             return self.nowhere_rpc.anything()
         if kind == "timeout":
             return self.slow_rpc.wait()
-        if kind == "remote_db_down":
-            raise RemoteError("OperationalError", "(pymysql) can't connect to 10.0.0.3")
+        if kind == "db_down":
+            return self.ledger_rpc.count_entries()
+        if kind == "not_json":
+            return {"id": object()}
         raise KeyError("secret internal detail")
 
     @api("GET", "/metrics-like")
@@ -191,10 +225,42 @@ def slow(rabbit_config, container_factory):
     release_slow.send(True)
 
 
+@pytest.fixture
+def ledger(rabbit_config, container_factory):
+    with config.patch({"DB_URIS": {"ledger:LedgerBase": UNREACHABLE_DATABASE}}):
+        container = container_factory(LedgerService)
+        container.start()
+        yield container
+
+
 def test_unavailable_dependencies_are_503(edge, slow, http):
-    for kind in ("unknown_service", "remote_db_down", "timeout"):
-        error = assert_error(http.get(f"/fail/{kind}"), 503, "service_unavailable")
-        assert "10.0.0.3" not in error["message"]
+    for kind in ("unknown_service", "timeout"):
+        response = http.get(f"/fail/{kind}")
+        assert_error(response, 503, "service_unavailable")
+        assert response.headers["Retry-After"] == "1"
+
+
+def test_a_service_whose_database_is_down_answers_dependency_unavailable(edge, ledger, http):
+    response = http.get("/fail/db_down")
+
+    error = assert_error(response, 503, "service_unavailable")
+    assert response.headers["Retry-After"] == "1"
+    assert "127.0.0.1" not in error["message"] and "OperationalError" not in response.text
+
+
+def http_calls(outcome):
+    return REGISTRY.get_sample_value("pos_entrypoint_calls_total", {
+        "service": "edge", "entrypoint": "fail", "kind": "http", "outcome": outcome}) or 0.0
+
+
+def test_an_http_call_counts_by_the_status_it_answered(edge, http):
+    expected = {"conflict": (409, "client_error"), "invalid": (422, "client_error"),
+                "unknown_service": (503, "error"), "bug": (500, "error"), "not_json": (500, "error")}
+    for kind, (status, outcome) in expected.items():
+        before = http_calls(outcome)
+        assert http.get(f"/fail/{kind}").status_code == status
+        # the response leaves before the worker's result reaches the metrics provider
+        wait_until(lambda o=outcome, b=before: http_calls(o) == b + 1, message=f"/fail/{kind} counted as {outcome}")
 
 
 def test_anything_else_is_a_500_that_leaks_nothing(edge, http):
@@ -241,6 +307,8 @@ def test_auth_levels_are_checked_when_declared():
     (RpcTimeout("products.get_product"), 503, "service_unavailable"),
     (UnknownService("products"), 503, "service_unavailable"),
     (ConnectionRefusedError(111, "refused"), 503, "service_unavailable"),
+    (BrokerError("[Errno 111] Connection refused"), 503, "service_unavailable"),
+    (RemoteError("OperationalError", "can't connect"), 500, "internal_error"),  # services answer DependencyUnavailable
     (RemoteError("ZeroDivisionError", "division by zero"), 500, "internal_error"),
     (TypeError("bug"), 500, "internal_error"),
 ])
