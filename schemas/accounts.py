@@ -52,3 +52,10 @@ class UserSchema(Schema):
     phone = fields.String(allow_none=True)
     role = fields.String()
     created_at = Timestamp()
+
+
+class UserDeletedSchema(Schema):
+    """``data`` of the ``user.deleted`` event."""
+
+    id = fields.Integer(required=True)
+    deleted_at = Timestamp(required=True)

@@ -46,6 +46,20 @@ class StockSchema(Schema):
     low_stock_threshold = fields.Integer()
 
 
+class StockEventSchema(StockSchema):
+    """``data`` of the ``stock.*`` events: the stock level, its version and, for a reservation's events, the order
+    and the quantity it moved."""
+
+    product_id = fields.Integer(required=True)
+    on_hand = fields.Integer(required=True, validate=validate.Range(min=0))
+    reserved = fields.Integer(required=True, validate=validate.Range(min=0))
+    available = fields.Integer(required=True)
+    low_stock_threshold = fields.Integer(allow_none=True, validate=validate.Range(min=0))
+    version = fields.Integer(required=True, validate=validate.Range(min=0))
+    order_id = fields.Integer(allow_none=True)
+    quantity = fields.Integer(allow_none=True)
+
+
 class ReservationSchema(Schema):
     order_id = fields.Raw()
     status = fields.String(metadata={"enum": ["RESERVED", "COMMITTED", "RELEASED"]})

@@ -4,6 +4,7 @@ Imports only marshmallow and ``schemas.common``.
 """
 
 from marshmallow import Schema, fields
+from marshmallow.validate import Range
 
 from schemas.common import Timestamp
 
@@ -27,15 +28,15 @@ class NotificationSchema(Schema):
 class NotificationSentSchema(Schema):
     """``data`` of the ``notification.sent`` event."""
 
-    id = fields.Integer()
-    kind = fields.String()
-    channel = fields.String()
+    id = fields.Integer(required=True)
+    kind = fields.String(required=True)
+    channel = fields.String(required=True)
     recipient = fields.String()
-    subject = fields.String()
+    subject = fields.String(allow_none=True)
     order_id = fields.Integer(allow_none=True)
-    source_event_id = fields.String(attribute="event_id")
-    attempts = fields.Integer()
-    sent_at = Timestamp()
+    source_event_id = fields.String(attribute="event_id", allow_none=True)
+    attempts = fields.Integer(validate=Range(min=0))
+    sent_at = Timestamp(allow_none=True)
 
 
 class InvoiceLinkSchema(Schema):
