@@ -8,7 +8,8 @@ regenerate; tests/schemas/test_event_schemas.py fails while a committed file is 
 
 On top of what the marshmallow schemas say, every event states: an id (``id``, ``*_id``) is a positive integer, a
 ``currency`` an ISO 4217 code, money a two-place decimal string and a timestamp RFC 3339; and the fields of
-``ALWAYS_PRESENT`` are required (the API answer schemas do not mark them, which would change the OpenAPI document).
+``ALWAYS_PRESENT`` are required (the API answer schemas do not mark them, which would change the OpenAPI document),
+those of ``NEVER_PRESENT`` forbidden.
 """
 
 import json
@@ -57,6 +58,8 @@ ALWAYS_PRESENT = {
     ProductSchema: ("id", "sku", "name", "price", "currency"),
     OrderSchema: ("id", "status"),
 }
+# Fields no event may carry: a card token is not for downstream consumers (docs/orders.md "Saga style").
+NEVER_PRESENT = {OrderSchema: ("payment_token",)}
 
 
 class Event(NamedTuple):
@@ -156,6 +159,8 @@ def definitions():
     for schema, names in ALWAYS_PRESENT.items():
         shape = defs[name_of(schema)]
         shape["required"] = sorted({*shape.get("required", ()), *names})
+    for schema, names in NEVER_PRESENT.items():
+        defs[name_of(schema)]["not"] = {"anyOf": [{"required": [name]} for name in names]}
     return defs
 
 
