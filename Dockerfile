@@ -3,12 +3,24 @@
 #   docker run IMAGE migrate | payment_provider
 # CONFIG (default config/prod.yml) selects the environment's config; every address and secret comes from the env.
 
+# The gRPC stubs are generated here, never committed: grpcio-tools (setup.cfg's `protos` extra) stays in this stage.
+FROM python:3.11-slim-bookworm AS protos
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+WORKDIR /app
+COPY setup.cfg ./
+RUN python -c "import configparser; c = configparser.RawConfigParser(); c.read('setup.cfg'); \
+print(c['options.extras_require']['protos'])" > protos-requirements.txt \
+    && pip install --no-cache-dir -r protos-requirements.txt
+COPY protos/ protos/
+COPY payment_provider/__init__.py payment_provider/build_protos.py payment_provider/
+RUN python -m payment_provider.build_protos
+
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /app
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# Dependencies first (pinned in setup.cfg), so a code change reuses this layer.
+# The runtime dependencies only (setup.cfg's install_requires, no extras) first, so a code change reuses this layer.
 COPY setup.cfg pyproject.toml README.md ./
 RUN mkdir common && touch common/__init__.py \
     && pip install --no-cache-dir . \
@@ -23,10 +35,8 @@ COPY payment_provider/ payment_provider/
 COPY protos/ protos/
 COPY config/ config/
 COPY scripts/ scripts/
-# The gRPC stubs are generated here, never committed.
-RUN rm -rf payment_provider/generated \
-    && python -m payment_provider.build_protos \
-    && python -m compileall -q common services gateway bridge schemas payment_provider scripts
+COPY --from=protos /app/payment_provider/generated/ payment_provider/generated/
+RUN python -m compileall -q common services gateway bridge schemas payment_provider scripts
 
 FROM python:3.11-slim-bookworm
 ARG GIT_SHA=unknown

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from bench import profiling
 from bench.loadgen import run_wrk
-from bench.processes import Fleet, wait_for_http
+from scripts.processes import Fleet
 
 
 @dataclass
@@ -56,7 +56,7 @@ def run_floor(kind, experiment, settings, env, wrk, log_dir, profile=False, ligh
             service = "BareHttp" if kind == "bare" else "HopHttp"
             fleet.nameko(f"floor_{kind}_{copy}", f"bench.floor_services:{service}", settings.config, extra)
         base_url = f"http://127.0.0.1:{port}"
-        wait_for_http(f"{base_url}/{kind}", fleet)
+        fleet.wait_for_http(f"{base_url}/{kind}")
         targets = {name: pid for name, pid in fleet.pids().items() if name.endswith("_0")} if profile else None
         result = measure(f"{kind}: {experiment.label}", base_url, [("GET", f"/{kind}")], settings, wrk,
                          profile=targets)

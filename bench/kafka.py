@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bench.processes import wait_for
+from common.timers import wait_for
 
 RELAY_SOURCE, RELAY_EVENT, RELAY_TOPIC = "notifications", "notification.sent", "notifications"
 

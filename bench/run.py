@@ -11,10 +11,11 @@ warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
 
 from bench import infra, kafka, profiling, report, scenarios  # noqa: E402
 from bench.floors import run_floors  # noqa: E402
-from bench.processes import ROOT, MemorySampler  # noqa: E402
+from bench.processes import MemorySampler  # noqa: E402
 from bench.seed import Catalogue  # noqa: E402
 from bench.settings import Settings  # noqa: E402
 from bench.system import migrate, start_system  # noqa: E402
+from scripts.processes import ROOT  # noqa: E402
 
 ORDER_PROCESSES = ("gateway", "orders", "inventory", "products", "notifications")  # profiled while orders run
 ORDER_PRODUCTS = 50  # ids 1..50, stocked for every order the run can place

@@ -11,8 +11,9 @@ from kombu import Connection, Exchange, Queue
 
 from bench.floors import measure
 from bench.kafka import percentiles
-from bench.processes import wait_for, wait_until_quiet
+from bench.processes import wait_until_quiet
 from bench.seed import NOUNS, WORDS
+from common.timers import wait_for
 
 ADDRESS = {"name": "Bench Customer", "line1": "1 Load Street", "city": "Loopback", "postal_code": "12345",
            "country": "US"}

