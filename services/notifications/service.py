@@ -25,7 +25,6 @@ import logging
 from datetime import timedelta
 from pathlib import PurePosixPath
 
-from nameko.timer import Timer
 from sqlalchemy import select
 from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
 
@@ -37,6 +36,7 @@ from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
 from common.rpc import ServiceRpc, rpc
+from common.timers import config_timer
 from common.validation import load_id
 from schemas.common import rfc3339
 from schemas.notifications import NotificationSchema, NotificationSentSchema
@@ -58,13 +58,6 @@ from services.notifications.models import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class RetryTimer(Timer):
-    """``@timer`` whose interval comes from ``NOTIFY_RETRY_INTERVAL``."""
-
-    def setup(self):
-        self.interval = float(setting("NOTIFY_RETRY_INTERVAL", self.interval))
 
 
 class NotificationsService(Operational):
@@ -106,7 +99,7 @@ class NotificationsService(Operational):
     def alert_low_stock(self, envelope):
         self._record(envelope, "stock_low", [("email", setting("ADMIN_EMAIL"))], {"stock": envelope["data"]})
 
-    @RetryTimer.decorator(interval=30)
+    @config_timer("NOTIFY_RETRY_INTERVAL", default=30)
     def retry_pending(self):
         with self.db.get_session() as session:
             due = due_notification_ids(session, utcnow())

@@ -35,6 +35,7 @@ from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
 from common.rpc import ServiceRpc, rpc
+from common.timers import config_timer, wait_for
 from common.validation import load, load_id
 from schemas.orders import IDEMPOTENCY_KEY_MAX, OrderCreateSchema, OrderQuerySchema, OrderStatus
 from schemas.payments import CHARGED, PROVIDER_UNAVAILABLE, ChargeStatus
@@ -56,7 +57,6 @@ from services.orders.models import (
     unsettled_ids,
 )
 from services.orders.pricing import merged_items, priced_lines
-from services.orders.timers import config_timer, wait_for
 
 log = logging.getLogger(__name__)
 
