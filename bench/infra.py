@@ -13,6 +13,7 @@ from urllib.parse import quote
 import pymysql
 import requests
 
+from scripts.processes import stop_process
 from scripts.tansu import free_port, launch  # noqa: F401  (free_port: for bench.run)
 
 SERVICES_WITH_DATABASE = ("accounts", "products", "inventory", "orders", "notifications")
@@ -112,12 +113,7 @@ class Kafka:
         self.process = launch(self.port, log_path=log_path)
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_process(self.process, 10)
 
     def create_topics(self, names):
         from confluent_kafka.admin import AdminClient, NewTopic

@@ -72,12 +72,19 @@ class Fleet:
                 child.terminate()
         deadline = time.monotonic() + timeout
         for _name, child in self.children:
-            try:
-                child.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+            stop_process(child, max(0.1, deadline - time.monotonic()), terminate=False)
         self.children = []
+
+
+def stop_process(child, timeout=15, terminate=True):
+    """End a ``Popen``: SIGTERM (unless already sent), then SIGKILL if it is still there after ``timeout``."""
+    if terminate and child.poll() is None:
+        child.terminate()
+    try:
+        child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
     def _answers(self, url, accept):
         failed = self.check()

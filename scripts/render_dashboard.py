@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import requests
 import yaml
 
+from scripts.processes import stop_process
 from scripts.run_system import NAMEKO_PROCESSES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,13 +95,7 @@ class TemporaryPrometheus:
         raise RuntimeError(f"Prometheus did not get ready: {log}")
 
     def __exit__(self, *_):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.log.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
