@@ -75,6 +75,15 @@ class Fleet:
             stop_process(child, max(0.1, deadline - time.monotonic()), terminate=False)
         self.children = []
 
+    def _answers(self, url, accept):
+        failed = self.check()
+        if failed:
+            raise StartFailed(f"{failed[0]} exited with code {failed[1]}: see {self.log_path(failed[0])}")
+        try:
+            return requests.get(url, timeout=2).status_code in accept
+        except requests.RequestException:
+            return False
+
 
 def stop_process(child, timeout=15, terminate=True):
     """End a ``Popen``: SIGTERM (unless already sent), then SIGKILL if it is still there after ``timeout``."""
@@ -85,12 +94,3 @@ def stop_process(child, timeout=15, terminate=True):
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
-
-    def _answers(self, url, accept):
-        failed = self.check()
-        if failed:
-            raise StartFailed(f"{failed[0]} exited with code {failed[1]}: see {self.log_path(failed[0])}")
-        try:
-            return requests.get(url, timeout=2).status_code in accept
-        except requests.RequestException:
-            return False
