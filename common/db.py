@@ -110,6 +110,10 @@ class Database(NamekoDatabase):
         delivery = getattr(worker_ctx.entrypoint, "delivery", None)
         if self.handled_events is None or delivery is None:
             return super().get_dependency(worker_ctx)
+        if not event.contains(self.Session, "after_begin", record_first_transaction):
+            # on the session factory once, not on every session (an instance listener costs more than the insert)
+            event.listen(self.Session, "after_begin", record_first_transaction)
+            event.listen(self.Session, "after_commit", first_transaction_committed)
         db = OnceWrapper(self.Session, self.handled_events, *delivery(worker_ctx))
         self.dbs[worker_ctx] = db
         return db
@@ -126,17 +130,19 @@ class OnceWrapper(DatabaseWrapper):
     def get_session(self, close_on_exit=False):
         session = super().get_session(close_on_exit)
         if not self.recorded:
-            event.listen(session, "after_begin", self._record)
-            event.listen(session, "after_commit", self._committed)
+            session.info["once"] = self
         return session
 
-    def _record(self, session, transaction, connection):
-        if self.recorded or transaction.nested:
-            return
-        if not record_delivery(connection, self.model, self.event_id, self.handler):
-            raise AlreadyHandled(f"event {self.event_id} was applied by {self.handler} before")
-        session.info["records_delivery"] = True
 
-    def _committed(self, session):
-        if session.info.pop("records_delivery", False):
-            self.recorded = True
+def record_first_transaction(session, transaction, connection):
+    once = session.info.get("once")
+    if once is None or once.recorded or transaction.nested:
+        return
+    if not record_delivery(connection, once.model, once.event_id, once.handler):
+        raise AlreadyHandled(f"event {once.event_id} was applied by {once.handler} before")
+    session.info["records_delivery"] = True
+
+
+def first_transaction_committed(session):
+    if session.info.pop("records_delivery", False):
+        session.info["once"].recorded = True

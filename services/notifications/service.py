@@ -76,8 +76,8 @@ class NotificationsService(Operational):
     @domain_event_handler("orders", "order.paid")
     def confirm_order(self, envelope):
         order = self._order(envelope)
-        self._notify_customer(envelope, order, "order_confirmation")
-        self._issue_invoice(order)  # done already if the confirmation went out; not if the customer is gone
+        if not self._notify_customer(envelope, order, "order_confirmation"):
+            self._issue_invoice(order)  # the confirmation issues it when composed; without one, here
 
     @domain_event_handler("orders", "order.payment_failed")
     def report_payment_failure(self, envelope):
@@ -141,17 +141,18 @@ class NotificationsService(Operational):
         return order
 
     def _notify_customer(self, envelope, order, kind, **extra):
+        """Record (and try) the customer's messages of ``kind``; whether any was recorded."""
         try:
             customer = self.accounts.get_user(order["customer_id"])
         except NotFound:
             log.warning("order %s: customer %s is gone; no %s sent", order["id"], order["customer_id"], kind)
-            return
+            return False
         channels = [("email", customer.get("email"))]
         if customer.get("phone") and has_sms(kind):
             channels.append(("sms", customer["phone"]))
         context = {"order": order, "customer": {"name": customer.get("name") or "", "email": customer["email"]},
                    **extra}
-        self._record(envelope, kind, channels, context, order_id=order["id"])
+        return self._record(envelope, kind, channels, context, order_id=order["id"])
 
     def _record(self, envelope, kind, channels, context, order_id=None):
         """Write the messages this event owes, then try them straight away.
@@ -169,6 +170,7 @@ class NotificationsService(Operational):
             ids = [row.id for row in rows]
         for notification_id in ids:
             self._deliver(notification_id)
+        return bool(ids)
 
     def _issue_invoice(self, order):
         """The order's invoice, rendered and stored the first time it is needed."""

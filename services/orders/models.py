@@ -25,8 +25,9 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
     select,
+    update,
 )
-from sqlalchemy.orm import DeclarativeBase, relationship
+from sqlalchemy.orm import DeclarativeBase, lazyload, relationship
 
 from common.errors import Conflict
 from common.events import utcnow
@@ -190,10 +191,6 @@ class Order(Base):
         if payment and payment["status"] == ChargeStatus.CAPTURED and self.payment_status == PaymentStatus.AUTHORIZED:
             self.payment_status = PaymentStatus.CAPTURED
 
-    def stock_moved(self, action):
-        if self.stock_action == action:
-            self.stock_action = None
-
     def _move(self, status, reason=None):
         if status not in TRANSITIONS.get(self.status, ()):
             raise self._illegal(status)
@@ -281,6 +278,16 @@ class IdempotencyKey(Base):
     key = Column(String(255), nullable=False)
     order_id = Column(ID, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False)
     created_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+def order_alone(session, order_id):
+    """The order row without its lines and history (what the saga's bookkeeping reads)."""
+    return session.get(Order, order_id, options=[lazyload(Order.lines), lazyload(Order.history)])
+
+
+def stock_moved(session, order_id, action):
+    """Inventory confirmed ``action``: the order owes it no more (unless a later step owes another)."""
+    session.execute(update(Order).where(Order.id == order_id, Order.stock_action == action).values(stock_action=None))
 
 
 def locked_order(session, order_id):

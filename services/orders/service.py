@@ -51,9 +51,11 @@ from services.orders.models import (
     StatusChange,
     StockAction,
     locked_order,
+    order_alone,
     order_for_key,
     page_of_orders,
     stale_ids,
+    stock_moved,
     unsettled_ids,
 )
 from services.orders.pricing import merged_items, priced_lines
@@ -108,16 +110,14 @@ class OrdersService(Operational):
 
     @rpc
     def cancel_order(self, order_id, reason=None):
-        self._change(order_id, lambda order: order.cancel(reason or "cancelled"))
-        self._settle(order_id)
+        self._settle(order_id, self._change(order_id, lambda order: order.cancel(reason or "cancelled")))
         return self.get_order(order_id)
 
     @rpc
     def change_status(self, order_id, status):
         if status not in tuple(OrderStatus):
             raise ValidationFailed("Unknown status.", {"status": [f"Must be one of {', '.join(OrderStatus)}."]})
-        self._change(order_id, lambda order: order.advance_to(status))
-        self._settle(order_id)
+        self._settle(order_id, self._change(order_id, lambda order: order.advance_to(status)))
         return self.get_order(order_id)
 
     @domain_event_handler("orders", "order.created")
@@ -236,7 +236,7 @@ class OrdersService(Operational):
     def _authorize(self, order_id):
         """Ask the provider to authorise the order's total; an order that no longer waits for it is left alone."""
         with self.db.get_session() as session:
-            order = session.get(Order, order_id)
+            order = order_alone(session, order_id)
             request = order.payment_request() if order is not None else None
         if request is None:
             return
@@ -247,8 +247,7 @@ class OrdersService(Operational):
                 raise  # payments itself did not answer: the event comes back
             log.warning("order %s: no answer from the payment provider; left to the reconciler", order_id)
             return
-        self._change(order_id, lambda order: order.record_authorization(payment))
-        self._settle(order_id)
+        self._settle(order_id, self._change(order_id, lambda order: order.record_authorization(payment)))
 
     def _resolve_overdue(self, order_id):
         """Ask the provider what really happened before timing the order out; a void fences off a late charge."""
@@ -258,14 +257,16 @@ class OrdersService(Operational):
                 payment = self.payments.void_payment(order_id)
         except DependencyUnavailable:
             payment = None  # the provider is down: the customer has waited long enough
-        self._change(order_id, lambda order: order.resolve_overdue(payment))
-        self._settle(order_id)
+        self._settle(order_id, self._change(order_id, lambda order: order.resolve_overdue(payment)))
 
-    def _settle(self, order_id):
-        """Carry out what the order owes inventory and the provider; the reconciler retries what fails here."""
-        with self.db.get_session() as session:
-            owed = session.execute(select(Order.stock_action, Order.payment_action).where(Order.id == order_id)).first()
-        stock_action, payment_action = owed if owed else (None, None)
+    def _settle(self, order_id, owed=None):
+        """Carry out what the order owes inventory and the provider (``owed``: as ``_change`` left it; else read);
+        the reconciler retries what fails here."""
+        if owed is None:
+            with self.db.get_session() as session:
+                owed = session.execute(select(Order.stock_action, Order.payment_action)
+                                       .where(Order.id == order_id)).first() or (None, None)
+        stock_action, payment_action = owed
         if stock_action:
             self._guarded(self._move_stock, order_id, StockAction(stock_action))
         if payment_action == PaymentAction.RELEASE:
@@ -278,7 +279,8 @@ class OrdersService(Operational):
             (self.inventory.commit_stock if action == StockAction.COMMIT else self.inventory.release_stock)(order_id)
         except (NotFound, Conflict) as exc:  # nothing left to move: e.g. a cancel released it first
             log.info("order %s: %s of stock skipped: %s", order_id, action, exc.code)
-        self._change(order_id, lambda order: order.stock_moved(action))
+        with self.db.get_session() as session:
+            stock_moved(session, order_id, action)
 
     def _release_payment(self, order_id):
         payment = self.payments.refund_payment(order_id)
@@ -295,12 +297,14 @@ class OrdersService(Operational):
     # --- helpers ------------------------------------------------------------------------------------------------
 
     def _change(self, order_id, step):
-        """Apply ``step`` to the locked order and write the event it records, in one transaction."""
+        """Apply ``step`` to the locked order and write the event it records, in one transaction; returns what the
+        order then owes, ``(stock_action, payment_action)``."""
         with self.db.get_session() as session:
             order = self._visible(session, order_id, lock=True)
             event_type = step(order)
             if event_type:
                 self.outbox.add(session, event_type, order.id, self._dict(order))
+            return order.stock_action, order.payment_action
 
     def _guarded(self, step, *args):
         try:
