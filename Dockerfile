@@ -42,6 +42,10 @@ FROM python:3.11-slim-bookworm
 ARG GIT_SHA=unknown
 LABEL org.opencontainers.image.title="product-order-service" \
       org.opencontainers.image.revision="${GIT_SHA}"
+# Unicode fonts for the invoices (DejaVu; Droid Sans Fallback for CJK): services/notifications/invoices.py
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-dejavu-core=2.37-6 fonts-droid-fallback=1:6.0.1r16-1.1 \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv

@@ -21,6 +21,7 @@ protos: $(VENV)/.installed
 	@if [ -f protos/payment.proto ]; then $(PY) -m payment_provider.build_protos; fi
 
 run: install
+	scripts/ensure-tools.sh fonts
 	PYTHONWARNINGS=ignore $(PY) -m scripts.run_system --config $(CONFIG)
 
 test: install

@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Installs the Debian-packaged tools the tests run, when missing (`.ci/run` and `make test` call it):
 #   prometheus + promtool (package prometheus): tests/scripts/test_render_dashboard.py starts its own instance.
+#   pdftotext, pdftoppm (poppler-utils): the invoice tests read the PDFs back.
+#   the invoices' Unicode fonts (fonts-dejavu-core, fonts-droid-fallback): `make run` and the tests render with them.
 # The package's system service is never started: a policy-rc.d refuses it during the install (the tests and
 # scripts/render_dashboard.py run their own Prometheus on a free loopback port with a temporary data dir).
 # Not root: says what to install and carries on (the tests that need a tool skip, saying why).
+# Usage: scripts/ensure-tools.sh [fonts]   (fonts: only what `make run` needs)
 set -u
 missing=()
-command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+if [ "${1:-}" != fonts ]; then
+  command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+  command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
+fi
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+[ -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ] || missing+=(fonts-droid-fallback)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "NOTE: not installed: ${missing[*]}; run: sudo apt-get install --no-install-recommends ${missing[*]}" >&2

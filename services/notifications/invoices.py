@@ -11,7 +11,8 @@ from pathlib import Path
 
 import jwt
 from fpdf import FPDF
-from fpdf.enums import XPos, YPos
+from fpdf.enums import WrapMode, XPos, YPos
+from fpdf.fonts import FontFace
 from nameko.extensions import DependencyProvider
 
 from common.errors import Forbidden, NotFound
@@ -34,11 +35,6 @@ def tax_breakdown(total, rate):
     return {"rate": rate, "net": net, "tax": total - net}
 
 
-def latin1(text):
-    # The core PDF fonts cover Latin-1 only; anything else prints as '?' rather than failing the invoice.
-    return str(text if text is not None else "").encode("latin-1", "replace").decode("latin-1")
-
-
 def shop_details():
     return {
         "name": setting("SHOP_NAME", "Product Order Service Shop"),
@@ -50,9 +46,38 @@ def shop_details():
     }
 
 
+# Unicode fonts from the Debian packages fonts-dejavu-core and fonts-droid-fallback (installed by
+# scripts/ensure-tools.sh and the Dockerfile): DejaVu for Latin, Greek and Cyrillic, Droid Sans Fallback for CJK.
+FONT_DIR = "/usr/share/fonts/truetype"
+FONTS = {("DejaVu", ""): "dejavu/DejaVuSans.ttf", ("DejaVu", "B"): "dejavu/DejaVuSans-Bold.ttf",
+         ("DroidFallback", ""): "droid/DroidSansFallbackFull.ttf"}
+COLUMNS = (("SKU", 34, "LEFT"), ("Item", 66, "LEFT"), ("Qty", 14, "RIGHT"), ("Unit price", 33, "RIGHT"),
+           ("Amount", 33, "RIGHT"))
+
+
+class InvoicePdf(FPDF):
+    def __init__(self, number):
+        super().__init__(format="A4")
+        self.number = number
+        self.set_title(f"Invoice {number}")
+        folder = Path(setting("INVOICE_FONT_DIR", FONT_DIR))
+        for (family, style), path in FONTS.items():
+            if not (folder / path).is_file():
+                raise RuntimeError(f"invoice font missing: {folder / path} (install fonts-dejavu-core and "
+                                   "fonts-droid-fallback, or set INVOICE_FONT_DIR)")
+            self.add_font(family, style, str(folder / path))
+        self.add_font("DroidFallback", "B", str(folder / FONTS[("DroidFallback", "")]))
+        self.set_fallback_fonts(["DroidFallback"], exact_match=False)
+        self.set_auto_page_break(True, margin=18)
+
+    def footer(self):
+        self.set_y(-14)
+        self.set_font("DejaVu", size=8)
+        self.cell(0, 6, f"Invoice {self.number} - page {self.page_no()}/{{nb}}", align="C")
+
+
 def render_invoice_pdf(order, number, issued_at, shop):
-    pdf = FPDF(format="A4")
-    pdf.set_title(f"Invoice {number}")
+    pdf = InvoicePdf(number)
     pdf.add_page()
     write_header(pdf, order, number, issued_at, shop)
     write_lines(pdf, order)
@@ -60,10 +85,10 @@ def render_invoice_pdf(order, number, issued_at, shop):
     return bytes(pdf.output())
 
 
-def line(pdf, text, size=10, style="", align="L", width=0):
-    pdf.set_font("Helvetica", style=style, size=size)
-    pdf.cell(width, 6, latin1(text), align=align, new_x=XPos.LMARGIN if not width else XPos.RIGHT,
-             new_y=YPos.NEXT if not width else YPos.TOP)
+def line(pdf, text, size=10, style=""):
+    pdf.set_font("DejaVu", style=style, size=size)
+    pdf.multi_cell(0, 6, str(text if text is not None else ""), new_x=XPos.LMARGIN, new_y=YPos.NEXT,
+                   wrapmode=WrapMode.CHAR)
 
 
 def write_header(pdf, order, number, issued_at, shop):
@@ -89,21 +114,18 @@ def write_header(pdf, order, number, issued_at, shop):
     pdf.ln(4)
 
 
-COLUMNS = (("SKU", 30, "L"), ("Item", 75, "L"), ("Qty", 15, "R"), ("Unit price", 30, "R"), ("Amount", 30, "R"))
-
-
 def write_lines(pdf, order):
-    for title, width, align in COLUMNS:
-        line(pdf, title, style="B", align=align, width=width)
-    pdf.ln(7)
+    """The items as a table: long SKUs and names wrap inside their cells, the header repeats on every page."""
     currency = order.get("currency", "")
-    for item in order.get("items", []):
-        values = (item.get("sku", ""), item.get("name", ""), item["quantity"],
-                  f"{money(item['unit_price'])} {currency}", f"{money(item['line_total'])} {currency}")
-        for (_, width, align), value in zip(COLUMNS, values, strict=True):
-            line(pdf, str(value)[:40], align=align, width=width)
-        pdf.ln(6)
-    pdf.ln(2)
+    pdf.set_font("DejaVu", size=9)
+    with pdf.table(col_widths=[width for _, width, _ in COLUMNS], text_align=[align for *_, align in COLUMNS],
+                   wrapmode=WrapMode.WORD, headings_style=FontFace(emphasis="BOLD"), line_height=5,
+                   borders_layout="HORIZONTAL_LINES", repeat_headings=1) as table:
+        table.row([title for title, *_ in COLUMNS])
+        for item in order.get("items", []):
+            table.row([str(item.get("sku", "")), str(item.get("name", "")), str(item["quantity"]),
+                       f"{money(item['unit_price'])} {currency}", f"{money(item['line_total'])} {currency}"])
+    pdf.ln(3)
 
 
 def write_totals(pdf, order, shop):
@@ -115,9 +137,9 @@ def write_totals(pdf, order, shop):
         rows += [("Net amount", taxes["net"]), (f"{shop['tax_label']} {percent:f}%", taxes["tax"])]
     rows.append(("Total", money(order["total"])))
     for label, amount in rows:
-        line(pdf, label, style="B" if label == "Total" else "", align="R", width=150)
-        line(pdf, f"{amount} {currency}", style="B" if label == "Total" else "", align="R", width=30)
-        pdf.ln(6)
+        pdf.set_font("DejaVu", style="B" if label == "Total" else "", size=10)
+        pdf.cell(pdf.epw - 33, 6, label, align="R")
+        pdf.cell(33, 6, f"{amount} {currency}", align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
 class LocalFolderStore:

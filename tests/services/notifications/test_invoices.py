@@ -1,5 +1,8 @@
-"""Invoice PDFs (read back with pypdf) and the local folder's signed, expiring links."""
+"""Invoice PDFs (read back with pypdf and poppler's pdftotext) and the local folder's signed, expiring links."""
 
+import re
+import shutil
+import subprocess
 from datetime import datetime
 from decimal import Decimal
 
@@ -7,7 +10,8 @@ import jwt
 import pytest
 
 from common.errors import Forbidden, NotFound
-from services.notifications.invoices import LocalFolderStore, render_invoice_pdf, tax_breakdown
+from services.notifications.invoices import COLUMNS, LocalFolderStore, render_invoice_pdf, tax_breakdown
+from services.notifications.messages import render_email
 from tests.services.notifications.helpers import an_order, pdf_text
 
 SHOP = {"name": "Corner Shop", "address": "1 Market Street\nSpringfield", "email": "shop@example.com",
@@ -32,7 +36,7 @@ def test_without_a_tax_rate_there_are_no_tax_lines_and_any_name_prints():
 
     text = pdf_text(render_invoice_pdf(order, "INV-2026-000002", datetime(2026, 1, 2), {**SHOP, "tax_rate": 0}))
 
-    assert "Zürich mug ?" in text and "3" in text and "15.00 USD" in text
+    assert "Zürich mug ☕" in text and "3" in text and "15.00 USD" in text
     assert "VAT" not in text and "Net amount" not in text
 
 
@@ -65,3 +69,72 @@ def test_a_local_link_opens_the_file_until_it_expires(tmp_path):
         assert refused.value.code == "invalid_link"
     with pytest.raises(NotFound):
         store.get("invoices/missing.pdf")
+
+
+NAME = "Zoë Łukasz 李小龙"
+LONG_SKU = "SKU-" + "7" * 36  # 40 characters, no space to break at
+
+
+def a_long_order():
+    items = [{"product_id": i, "sku": LONG_SKU if i % 9 == 0 else f"S-{i}",
+              "name": f"{NAME}'s hand-thrown teapot, glazed in celadon, boxed with two cups, item {i}" if i % 4 == 0
+              else f"Tea {i}", "unit_price": "2.00", "quantity": 1, "line_total": "2.00"} for i in range(1, 61)]
+    address = {"name": NAME, "line1": "ul. Świętokrzyska 1", "city": "Warszawa", "postal_code": "00-001",
+               "country": "PL"}
+    return {**an_order(9, 3, items=items), "total": "120.00", "shipping_address": address}
+
+
+def words_by_page(pdf, tmp_path):
+    """Every word poppler finds, as ``(page, x_min, y_min, x_max, y_max, text)`` in points."""
+    path = tmp_path / "invoice.pdf"
+    path.write_bytes(pdf)
+    html = subprocess.run(["pdftotext", "-bbox", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    words, page = [], 0
+    for tag in re.finditer(r'<page |<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)<',
+                           html):
+        if tag.group(0).startswith("<page"):
+            page += 1
+        else:
+            words.append((page, *map(float, tag.groups()[:4]), tag.group(5)))
+    return words
+
+
+needs_poppler = pytest.mark.skipif(shutil.which("pdftotext") is None,
+                                   reason="pdftotext (Debian poppler-utils) is not installed: scripts/ensure-tools.sh")
+
+
+@needs_poppler
+def test_any_name_prints_long_skus_and_names_wrap_in_their_cells_and_long_orders_repeat_the_header(tmp_path):
+    pdf = render_invoice_pdf(a_long_order(), "INV-2026-000009", datetime(2026, 12, 1), SHOP)
+    text = subprocess.run(["pdftotext", "-layout", "-", "-"], input=pdf, capture_output=True, check=True).stdout
+    text = text.decode()
+    pages = text.split("\f")[:-1]
+
+    assert NAME in text and "Świętokrzyska" in text and "?" not in text
+    assert len(pages) >= 2 and all(re.search(r"SKU\s+Item\s+Qty\s+Unit price\s+Amount", page) for page in pages)
+    raw = subprocess.run(["pdftotext", "-raw", "-", "-"], input=pdf, capture_output=True, check=True).stdout.decode()
+    assert "".join(raw.split()).count(LONG_SKU) == 6  # wrapped inside its cell, but every character printed
+    assert "120.00 USD" in pages[-1]
+
+    words = words_by_page(pdf, tmp_path)
+    for a, b in ((a, b) for i, a in enumerate(words) for b in words[i + 1:] if a[0] == b[0]):
+        overlap_x = min(a[3], b[3]) - max(a[1], b[1])
+        overlap_y = min(a[4], b[4]) - max(a[2], b[2])
+        assert overlap_x <= 0.5 or overlap_y <= 0.5, f"{a[5]!r} overlaps {b[5]!r} on page {a[0]}"
+    # every word of the table stays inside one column (the table spans the page between the 10 mm margins)
+    scale = (595.28 - 2 * 28.35) / sum(width for _, width, _ in COLUMNS)
+    edges = [28.35]
+    for _, width, _ in COLUMNS:
+        edges.append(edges[-1] + width * scale)
+    table = [w for w in words if w[5].startswith(("S-", "SKU-", "777")) or "teapot" in w[5]]
+    for _page, x_min, _, x_max, _, word in table:
+        columns = zip(edges, edges[1:], strict=False)
+        assert any(left - 0.5 <= x_min and x_max <= right + 0.5 for left, right in columns), word
+
+
+def test_emails_greet_any_name_in_both_parts():
+    order = a_long_order()
+    subject, text, html = render_email("order_confirmation", {
+        "order": order, "customer": {"name": NAME, "email": "zoe@example.com"}})
+    assert NAME in text and NAME in html
+    assert "李小龙" in html
