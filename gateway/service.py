@@ -12,6 +12,7 @@ from common.metrics import Metrics
 from common.rpc import ServiceRpc
 from gateway.auth import AccountEvents, Auth
 from gateway.routes.accounts import AccountRoutes
+from gateway.routes.admin import AdminRoutes
 from gateway.routes.catalogue import CatalogueRoutes
 from gateway.routes.docs import DocsRoutes
 from gateway.routes.invoices import InvoiceRoutes
@@ -21,7 +22,7 @@ from gateway.routes.stock import StockRoutes
 
 
 class GatewayService(AccountRoutes, CatalogueRoutes, StockRoutes, OrderRoutes, OperationsRoutes, InvoiceRoutes,
-                     DocsRoutes, AccountEvents):
+                     DocsRoutes, AdminRoutes, AccountEvents):
     name = "gateway"
 
     accounts_rpc = ServiceRpc("accounts")

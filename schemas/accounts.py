@@ -2,7 +2,7 @@
 
 from marshmallow import EXCLUDE, Schema, fields, post_load, validate
 
-from schemas.common import Timestamp
+from schemas.common import PaginationSchema, Timestamp, Trimmed, paginated
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 1024  # argon2 copes with more; this only keeps a request from being a memory bomb
@@ -59,3 +59,12 @@ class UserDeletedSchema(Schema):
 
     id = fields.Integer(required=True)
     deleted_at = Timestamp(required=True)
+
+
+class UserQuerySchema(PaginationSchema):
+    """``GET /users`` (admin): ``email`` finds accounts whose address contains it."""
+
+    email = Trimmed(validate=validate.Length(min=1, max=254))
+
+
+UserPageSchema = paginated(UserSchema)

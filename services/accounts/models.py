@@ -1,6 +1,6 @@
 """The accounts service's tables: one row per user, kept (soft-deleted) after the account is closed; the outbox."""
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, Index, Integer, String, select
+from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, Index, Integer, String, func, select
 from sqlalchemy.orm import DeclarativeBase
 
 from common.events import utcnow
@@ -44,3 +44,14 @@ def live_user(session, user_id):
 
 def live_user_by_email(session, email):
     return session.scalars(select(User).where(User.active_email == email)).first()
+
+
+def page_of_live_users(session, email, page, page_size):
+    """Live accounts, newest first; ``email`` matches any part of the address (case-insensitively)."""
+    query = select(User).where(User.deleted_at.is_(None))
+    if email:
+        escaped = email.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(User.email.like(f"%{escaped}%", escape="\\"))
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    users = session.scalars(query.order_by(User.id.desc()).offset((page - 1) * page_size).limit(page_size)).all()
+    return users, total

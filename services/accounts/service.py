@@ -1,6 +1,7 @@
 """Accounts: who may log in, as what.
 
-RPC (see docs/architecture.md): ``register``, ``authenticate``, ``get_user``, ``delete_user``. A user is
+RPC (see docs/architecture.md): ``register``, ``authenticate``, ``get_user``, ``list_users(email=None, page=1,
+page_size=20)`` (live accounts, newest first, email matching in part), ``delete_user``. A user is
 ``{id, email, name, phone, role, created_at}``; emails are unique (case-insensitively) among live accounts.
 Events (outbox): ``user.deleted`` ``{id, deleted_at}`` (the gateway locks the account's tokens out on it).
 """
@@ -16,10 +17,10 @@ from common.metrics import Metrics
 from common.outbox import Outbox
 from common.rpc import rpc
 from common.validation import load, load_id
-from schemas.accounts import CredentialsSchema, RegisterSchema, UserSchema
-from schemas.common import rfc3339
+from schemas.accounts import CredentialsSchema, RegisterSchema, UserQuerySchema, UserSchema
+from schemas.common import page_of, rfc3339
 from services.accounts.admin import AdminAccount
-from services.accounts.models import Base, OutboxMessage, User, live_user, live_user_by_email
+from services.accounts.models import Base, OutboxMessage, User, live_user, live_user_by_email, page_of_live_users
 from services.accounts.passwords import hash_password, needs_rehash, verify_password, waste_a_verification
 
 
@@ -65,6 +66,14 @@ class AccountsService(Operational):
     def get_user(self, user_id):
         with self.db.get_session() as session:
             return UserSchema().dump(self._live_user(session, user_id))
+
+    @rpc
+    def list_users(self, email=None, page=1, page_size=20):
+        query = load(UserQuerySchema(), {key: value for key, value in (
+            ("email", email), ("page", page), ("page_size", page_size)) if value is not None})
+        with self.db.get_session() as session:
+            users, total = page_of_live_users(session, query.get("email"), query["page"], query["page_size"])
+            return page_of(UserSchema(many=True).dump(users), query["page"], query["page_size"], total)
 
     @rpc
     def delete_user(self, user_id):

@@ -8,7 +8,7 @@ Every change bumps ``version``, which lets projections (products' ``available``)
 from collections import defaultdict
 
 from nameko import config
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from common.errors import Conflict, NotFound
 from common.events import utcnow
@@ -37,6 +37,15 @@ def find_stock(session, product_id, lock=False):
 
 def stock_levels(session, product_ids):
     return session.scalars(select(Stock).where(Stock.product_id.in_(product_ids)).order_by(Stock.product_id)).all()
+
+
+def low_stock(session, limit):
+    """Stock rows whose available is below their threshold, the emptiest first (the admin overview)."""
+    threshold = func.coalesce(Stock.low_stock_threshold,
+                              int(config.get("LOW_STOCK_THRESHOLD", DEFAULT_LOW_STOCK_THRESHOLD)))
+    available = Stock.on_hand - Stock.reserved
+    return session.scalars(select(Stock).where(available < threshold)
+                           .order_by(available, Stock.product_id).limit(limit)).all()
 
 
 def set_stock(session, product_id, on_hand, threshold=None):

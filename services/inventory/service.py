@@ -1,6 +1,7 @@
 """Inventory: how much of each product is on hand, and how much orders hold.
 
-RPC (see docs/architecture.md): ``get_stock``, ``get_stock_levels``, ``set_stock``, ``reserve_stock``,
+RPC (see docs/architecture.md): ``get_stock``, ``get_stock_levels``, ``low_stock(limit=20)``, ``set_stock``,
+``reserve_stock``,
 ``commit_stock``, ``release_stock``. Stock is ``{product_id, on_hand, reserved, available, low_stock_threshold}``;
 a reservation is ``{order_id, status, items: [{product_id, quantity}]}``.
 Events (outbox, aggregate = product): ``stock.updated|reserved|released|committed``, and ``stock.low`` once each
@@ -50,6 +51,13 @@ class InventoryService(Operational):
         ids = [load_id(product_id, "product_ids") for product_id in product_ids]
         with self.db.get_session() as session:
             return [stock_view(stock) for stock in ledger.stock_levels(session, ids)]
+
+    @rpc
+    def low_stock(self, limit=20):
+        """The levels below their threshold, the emptiest first (at most ``limit``, 1-100)."""
+        limit = max(1, min(int(limit), 100))
+        with self.db.get_session() as session:
+            return [stock_view(stock) for stock in ledger.low_stock(session, limit)]
 
     @rpc
     def set_stock(self, product_id, on_hand, low_stock_threshold=None):

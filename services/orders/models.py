@@ -313,6 +313,18 @@ def page_of_orders(session, customer_id, status, page, page_size):
     return orders, total
 
 
+def order_summary(session, recent):
+    """Counts by status, the takings of paid orders (paid, shipped, delivered) per currency, the newest orders."""
+    counts = dict(session.execute(select(Order.status, func.count()).where(Order.status != RESERVING)
+                                  .group_by(Order.status)).all())
+    takings = session.execute(select(Order.currency, func.sum(Order.total_cents), func.count())
+                              .where(Order.status.in_(PAID_OR_LATER)).group_by(Order.currency)
+                              .order_by(Order.currency)).all()
+    newest = session.scalars(select(Order).where(Order.status != RESERVING).order_by(Order.id.desc())
+                             .limit(recent)).all()
+    return counts, takings, newest
+
+
 def stale_ids(session, status, older_than_seconds, limit=100):
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
     return session.scalars(

@@ -8,7 +8,7 @@ RPC (dicts in and out; errors from ``common.errors``):
   names unknown or deleted products. The same ``(customer_id, idempotency_key)`` returns the first order with
   ``created`` False.
 - ``get_order(order_id)`` (``NotFound(order_not_found)``), ``list_orders(customer_id=None, status=None, page=1,
-  page_size=20)`` -> ``{items, page, page_size, total}``.
+  page_size=20)`` -> ``{items, page, page_size, total}``; ``order_summary(recent=5)`` the admin overview.
 - ``cancel_order(order_id, reason=None)``: ``PENDING_PAYMENT``/``PAID`` -> ``CANCELLED``, stock released, the
   payment refunded or voided; ``Conflict(illegal_transition)`` once shipped or failed; cancelling twice is a repeat.
 - ``change_status(order_id, status)``: ``PAID`` -> ``SHIPPED`` (the payment captured) -> ``DELIVERED`` only
@@ -53,12 +53,13 @@ from services.orders.models import (
     locked_order,
     order_alone,
     order_for_key,
+    order_summary,
     page_of_orders,
     stale_ids,
     stock_moved,
     unsettled_ids,
 )
-from services.orders.pricing import merged_items, priced_lines
+from services.orders.pricing import merged_items, money, priced_lines
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,17 @@ class OrdersService(Operational):
                                            query["page"], query["page_size"])
             return {"items": [self._dict(order) for order in orders], "page": query["page"],
                     "page_size": query["page_size"], "total": total}
+
+    @rpc
+    def order_summary(self, recent=5):
+        """The admin overview: ``{by_status: {status: n}, revenue: [{currency, amount, orders}], recent: [order]}``."""
+        recent = max(1, min(int(recent), 50))
+        with self.db.get_session() as session:
+            counts, takings, newest = order_summary(session, recent)
+            return {"by_status": {status: counts.get(status, 0) for status in OrderStatus},
+                    "revenue": [{"currency": currency, "amount": money(cents or 0), "orders": count}
+                                for currency, cents, count in takings],
+                    "recent": [self._dict(order) for order in newest]}
 
     @rpc
     def cancel_order(self, order_id, reason=None):
