@@ -3,6 +3,7 @@
 #   prometheus + promtool (package prometheus): tests/scripts/test_render_dashboard.py starts its own instance.
 #   pdftotext, pdftoppm (poppler-utils): the invoice tests read the PDFs back.
 #   the invoices' Unicode fonts (fonts-dejavu-core, fonts-droid-fallback): `make run` and the tests render with them.
+#   chromium (/usr/bin/chromium): tests/gateway/test_admin_panel.py drives the admin panel in it (Playwright).
 # The package's system service is never started: a policy-rc.d refuses it during the install (the tests and
 # scripts/render_dashboard.py run their own Prometheus on a free loopback port with a temporary data dir).
 # Not root: says what to install and carries on (the tests that need a tool skip, saying why).
@@ -12,6 +13,7 @@ missing=()
 if [ "${1:-}" != fonts ]; then
   command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
   command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
 fi
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 [ -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ] || missing+=(fonts-droid-fallback)

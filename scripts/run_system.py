@@ -142,6 +142,7 @@ def print_welcome(base_url, settings):
     print(f"""
   API            {base_url}   (Swagger UI: {base_url}/docs, OpenAPI: {base_url}/openapi.json)
   health         {base_url}/health/ready     metrics: {base_url}/metrics
+  admin panel    {base_url}/admin
   admin login    {settings.get('ADMIN_EMAIL')} / {settings.get('ADMIN_PASSWORD')}
   try            curl -s '{base_url}/products?q=coffee&sort=price' | python3 -m json.tool
   nameko shell   .venv/bin/nameko shell --config config/dev.yml   then  n.rpc.products.get_product(1)
