@@ -8,8 +8,10 @@ import time
 
 import pytest
 from nameko import config
+from nameko.standalone.rpc import ServiceRpcClient
 from werkzeug.datastructures import Headers
 
+from common.errors import ValidationFailed
 from gateway.http import MAX_BODY_BYTES, MAX_JSON_DEPTH
 from gateway.service import GatewayService
 from services.accounts.service import AccountsService
@@ -71,6 +73,22 @@ def test_a_lone_surrogate_in_a_password_is_a_validation_error(gateway, http):
     response = http.post("/auth/token", data=body, headers={"Content-Type": "application/json"})
     error = assert_error(response, 422, "validation_error")
     assert error["details"] == {"password": ["Not valid Unicode text."]}
+
+
+def test_a_lone_surrogate_in_an_order_is_refused_before_it_reaches_the_saga(gateway, http):
+    admin = http.post("/auth/token", json=CREDENTIALS).json()["access_token"]
+    body = ('{"items": [{"product_id": 1, "quantity": 1}], "payment_token": "tok_\\udfff", "shipping_address": '
+            '{"name": "\\ud800", "line1": "1 Main St", "city": "Springfield", "postal_code": "1", "country": "US"}}')
+    response = http.post("/orders", data=body, headers={"Content-Type": "application/json"}, token=admin)
+    error = assert_error(response, 422, "validation_error")
+    assert error["details"] == {"payment_token": ["Not valid Unicode text."],
+                                "shipping_address.name": ["Not valid Unicode text."]}
+
+
+def test_an_rpc_caller_gets_the_same_refusal(gateway):
+    with ServiceRpcClient("accounts") as accounts, pytest.raises(ValidationFailed) as raised:
+        accounts.authenticate("a@b.c", "\ud800")
+    assert raised.value.details == {"password": ["Not valid Unicode text."]}
 
 
 def chunks(data, size=100):
