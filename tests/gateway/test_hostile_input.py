@@ -119,8 +119,9 @@ def test_the_token_answer_is_never_cached(gateway, http):
     assert response.headers["Cache-Control"] == "no-store" and response.headers["Pragma"] == "no-cache"
 
 
-def test_a_header_line_over_8_kib_is_a_json_error(gateway, web_config_port):
-    status, headers, body = raw_exchange(web_config_port, request_bytes(headers=["X-Big: " + "a" * 9000]))
+@pytest.mark.parametrize("extra", [["X-Big: " + "a" * 9000], [f"X-Many-{n}: 1" for n in range(150)]])
+def test_a_header_line_over_8_kib_or_too_many_headers_is_a_json_error(gateway, web_config_port, extra):
+    status, headers, body = raw_exchange(web_config_port, request_bytes(headers=extra))
     assert (status, body["error"]["code"]) == (431, "headers_too_large")
     assert set(body["error"]) == {"code", "message", "details"}
     assert_edge_headers(headers)
