@@ -27,6 +27,15 @@ REQUIRED_CLAIMS = ["sub", "role", "exp", "iat", "jti"]
 ROLES = ("customer", "admin")
 MIN_SECRET_LENGTH = 32
 STRICT_ENVIRONMENTS = ("uat", "prod")
+LENIENT_ENVIRONMENTS = ("dev", "test", "bench")  # on a developer's machine, with config/dev.yml's secret
+# Secrets published in this repository (config/dev.yml, tests/conftest.py, k8s/base/secret.yaml): anyone can sign
+# tokens with them, so only a machine of ours may use them.
+KNOWN_SECRETS = frozenset({
+    "dev-only-jwt-secret-change-me-0123456789abcdef",
+    "test-secret-key-that-is-long-enough-for-hs256",
+    "change-me-to-a-random-64-character-string",
+})
+PLACEHOLDER_MARKS = ("changeme", "change-me", "change_me", "replace-me", "replaceme", "placeholder", "dev-only")
 DEFAULT_TTL_SECONDS = 3600
 DEFAULT_USER_CACHE_SECONDS = 30
 LEEWAY_SECONDS = 30  # clock skew tolerated on exp, iat and nbf between replicas
@@ -46,6 +55,9 @@ def jwt_settings():
     environment = str(config.get("ENVIRONMENT") or "dev").lower()
     if not secret:
         raise ConfigurationError("JWT_SECRET is not set: the gateway cannot sign tokens")
+    if environment not in LENIENT_ENVIRONMENTS and is_known_secret(secret):
+        raise ConfigurationError(
+            f"JWT_SECRET is a published default or a placeholder; set a random secret of your own in {environment}")
     if len(secret) < MIN_SECRET_LENGTH:
         if environment in STRICT_ENVIRONMENTS:
             raise ConfigurationError(
@@ -56,6 +68,11 @@ def jwt_settings():
     if ttl <= 0:
         raise ConfigurationError("JWT_TTL_SECONDS must be positive")
     return secret, ttl
+
+
+def is_known_secret(secret):
+    folded = secret.strip().lower()
+    return secret in KNOWN_SECRETS or any(mark in folded for mark in PLACEHOLDER_MARKS)
 
 
 def issue_token(user, secret, ttl, now=None):

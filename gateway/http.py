@@ -32,13 +32,14 @@ from nameko import config
 from nameko.extensions import register_entrypoint
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer, WsgiApp
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed, RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter, Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from common.correlation import CORRELATION_KEY, REQUEST_ID_HEADER, acceptable_request_id
 from common.errors import DomainError, Unauthorized, as_domain_error
 from gateway.auth import Auth, bearer_token, decode_token
+from gateway.protocol import MAX_URL_BYTES, ApiProtocol
 from gateway.ratelimit import RateLimiter, client_address, route_class
 from gateway.security import EdgePolicy, is_preflight
 from schemas.common import rfc3339
@@ -49,11 +50,13 @@ JSON = "application/json"
 REQUEST_ID_ENV = "pos.request_id"
 ROUTE_ENV = "pos.route"
 MAX_BODY_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32  # far deeper than any schema; bounds the work (and the recursion) a body can cause
+DEFAULT_SOCKET_TIMEOUT_SECONDS = 30
 RETRY_AFTER_SECONDS = "1"  # a 503: a dependency that is down or slow, worth one quick retry
 AUTH_LEVELS = (None, "user", "admin")
 
 REASONS = {400: "bad_request", 401: "invalid_token", 403: "forbidden", 404: "not_found",
-           405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
+           405: "method_not_allowed", 406: "not_acceptable", 408: "request_timeout", 409: "conflict",
            413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error",
            429: "rate_limited", 500: "internal_error", 503: "service_unavailable"}
 
@@ -71,6 +74,11 @@ class UnsupportedMediaType(DomainError):
 class PayloadTooLarge(DomainError):
     status = 413
     code = "payload_too_large"
+
+
+class RequestTimeout(DomainError):
+    status = 408
+    code = "request_timeout"
 
 
 # --- responses -----------------------------------------------------------------------------------
@@ -152,18 +160,54 @@ def _schema(schema):
     return schema() if isinstance(schema, type) else schema
 
 
+def read_body(request):
+    try:
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raw = None
+    except ClientDisconnected:  # werkzeug's name for a read that failed or timed out
+        raise RequestTimeout("The body did not arrive in full, in time.") from None
+    except (ValueError, OSError) as exc:  # eventlet's chunked decoding of a malformed chunk
+        raise BadRequest("The request body could not be read.", {"reason": str(exc)}) from None
+    if raw is None or len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"The body may not exceed {MAX_BODY_BYTES} bytes.")
+    return raw
+
+
 def read_json_body(request):
-    raw = request.get_data(cache=True)
+    raw = read_body(request)
     if not raw.strip():
         return {}
     mimetype = request.mimetype or JSON
     if mimetype != JSON and not mimetype.endswith("+json"):
         raise UnsupportedMediaType(f"Send JSON ({JSON}), not {mimetype}.")
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
+    except RecursionError:
+        data = None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("The request body is not valid JSON.", {"reason": str(exc)},
-                         code="malformed_json") from None
+        raise malformed_json(str(exc)) from None
+    if data is None or nesting_depth(data) > MAX_JSON_DEPTH:
+        raise malformed_json(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
+    return data
+
+
+def malformed_json(reason):
+    return BadRequest("The request body is not valid JSON.", {"reason": reason}, code="malformed_json")
+
+
+def nesting_depth(value):
+    """How deep arrays and objects nest in a parsed JSON document (without recursion)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        value, depth = pending.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if depth <= MAX_JSON_DEPTH:
+            pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def load_body(schema, request):
@@ -257,6 +301,7 @@ class ApiServer(WebServer):
         self.rate_limiter = RateLimiter.from_config()
         self.trusted_proxies = int(config.get("TRUSTED_PROXY_COUNT") or 0)
         self.jwt_secret = config.get("JWT_SECRET")
+        self.socket_timeout = float(config.get("HTTP_SOCKET_TIMEOUT_SECONDS") or DEFAULT_SOCKET_TIMEOUT_SECONDS)
 
     def rate_limit_client(self, request):
         """``user:<id>`` for a request with a valid token (checked without RPC), else ``ip:<address>``."""
@@ -269,6 +314,12 @@ class ApiServer(WebServer):
 
     def get_wsgi_app(self):
         return ApiApp(self)
+
+    def get_wsgi_server(self, sock, wsgi_app, protocol=ApiProtocol, debug=False):
+        server = super().get_wsgi_server(sock, wsgi_app, protocol=protocol, debug=debug)
+        server.socket_timeout = self.socket_timeout  # a client that stops sending is cut off, not waited for
+        server.url_length_limit = MAX_URL_BYTES
+        return server
 
     def make_url_map(self):
         url_map = Map(converters={"int": IdConverter})
@@ -288,8 +339,10 @@ class ApiApp(WsgiApp):
         if not acceptable_request_id(request_id):
             request_id = str(uuid.uuid4())
         environ[REQUEST_ID_ENV] = request_id
+        if environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+            environ["wsgi.input_terminated"] = True  # eventlet ends the chunked stream; werkzeug bounds it
         request = Request(environ, shallow=True)
-        request.max_content_length = MAX_BODY_BYTES
+        request.max_content_length = MAX_BODY_BYTES + 1  # werkzeug cuts a chunked body at the bound silently
         response = self.respond(request)
         response.headers[REQUEST_ID_HEADER] = request_id
         self.server.edge.finish(request, response)
@@ -366,10 +419,7 @@ class Api(HttpRequestHandler):
         if self.spec.auth:
             kwargs["user"] = self.authenticator(service).authenticate(request, self.spec.auth)
         if self.spec.body is not None:
-            try:
-                kwargs["body"] = plain(load_body(_schema(self.spec.body), request))
-            except RequestEntityTooLarge:
-                raise PayloadTooLarge(f"The body may not exceed {MAX_BODY_BYTES} bytes.") from None
+            kwargs["body"] = plain(load_body(_schema(self.spec.body), request))
         if self.spec.query is not None:
             kwargs["query"] = plain(load_query(_schema(self.spec.query), request))
         return kwargs

@@ -25,8 +25,9 @@ NO_RPC_TAGS = {"Operations", "Documentation"}
 
 ERROR_DESCRIPTIONS = {
     400: "Malformed JSON (`malformed_json`).",
-    401: "Missing, invalid or expired token (`invalid_token`, `token_expired`) or bad credentials.",
-    403: "The account may not do this (`forbidden`).",
+    401: "Missing, invalid or expired token (`invalid_token`, `token_expired`) or bad credentials "
+         "(`invalid_credentials`).",
+    403: "The account may not do this (`forbidden`), or a link that is not valid (`invalid_link`).",
     404: "Unknown id (`*_not_found`).",
     409: "The resource's state does not allow this (`duplicate_sku`, `insufficient_stock`, ...).",
     413: "The body is larger than 1 MiB (`payload_too_large`).",
@@ -146,13 +147,15 @@ def error_statuses(route):
 
 
 def responses(route):
+    """Every status the route answers (no catch-all ``default``: a conformance check must see the real list).
+
+    A route's ``responses`` may add an error status (``401: None``) or remove a derived one it never answers
+    (``409: False``).
+    """
     declared = dict(route.responses) or {200: "OK"}
-    answers = {}
-    for status in sorted({*declared, *error_statuses(route)}):
-        answers[str(status)] = response(route, status, declared.get(status))
-    answers["default"] = {"description": "Any other error, with the error body.",
-                          "content": {JSON: {"schema": "Error"}}, "headers": headers(route, 500)}
-    return answers
+    never = {status for status, body in declared.items() if body is False}
+    return {str(status): response(route, status, declared.get(status))
+            for status in sorted({*declared, *error_statuses(route)} - never)}
 
 
 def response(route, status, body):

@@ -2,7 +2,7 @@
 
 from marshmallow import EXCLUDE, Schema, fields, post_load, validate
 
-from schemas.common import PaginationSchema, Timestamp, Trimmed, paginated
+from schemas.common import Email, PaginationSchema, Text, Timestamp, Trimmed, paginated
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 1024  # argon2 copes with more; this only keeps a request from being a memory bomb
@@ -16,14 +16,14 @@ class RegisterSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    email = fields.Email(required=True, validate=validate.Length(max=254))
-    password = fields.String(
+    email = Email(required=True, validate=validate.Length(max=254))
+    password = Text(
         required=True, load_only=True,
         validate=validate.Length(min=PASSWORD_MIN_LENGTH, max=PASSWORD_MAX_LENGTH),
     )
-    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    phone = fields.String(load_default=None, allow_none=True,
-                          validate=validate.Regexp(r"^\+?[0-9 ()./-]{3,32}$", error="Not a valid phone number."))
+    name = Text(required=True, validate=validate.Length(min=1, max=100))
+    phone = Text(load_default=None, allow_none=True,
+                 validate=validate.Regexp(r"^\+?[0-9 ()./-]{3,32}$", error="Not a valid phone number."))
 
     @post_load
     def clean(self, data, **_kwargs):
@@ -36,8 +36,8 @@ class CredentialsSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    email = fields.String(required=True, validate=validate.Length(min=1, max=254))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=PASSWORD_MAX_LENGTH))
+    email = Text(required=True, validate=validate.Length(min=1, max=254))
+    password = Text(required=True, load_only=True, validate=validate.Length(min=1, max=PASSWORD_MAX_LENGTH))
 
     @post_load
     def clean(self, data, **_kwargs):

@@ -57,7 +57,25 @@ def rfc3339(moment):
     return moment.isoformat(timespec="seconds") + "Z"
 
 
-class Trimmed(fields.String):
+class Text(fields.String):
+    """A string that is Unicode text: a lone surrogate (``"\\ud800"`` in JSON) cannot be stored, sent or encoded."""
+
+    default_error_messages = {"not_text": "Not valid Unicode text."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise self.make_error("not_text") from None
+        return text
+
+
+class Email(Text, fields.Email):
+    """An email address that is Unicode text."""
+
+
+class Trimmed(Text):
     """A string with surrounding whitespace removed before validation."""
 
     def _deserialize(self, value, attr, data, **kwargs):

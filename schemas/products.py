@@ -3,7 +3,7 @@
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validates_schema
 from marshmallow.validate import Length, OneOf, Range, Regexp
 
-from schemas.common import Money, PaginationSchema, Timestamp, Trimmed, money_text, paginated, rfc3339
+from schemas.common import Money, PaginationSchema, Text, Timestamp, Trimmed, money_text, paginated, rfc3339
 
 PRODUCT_SORTS = ("name", "-name", "price", "-price", "created_at", "-created_at")
 DEFAULT_PRODUCT_SORT = "name"
@@ -13,7 +13,7 @@ SKU = Regexp(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$",
              error="1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.")
 
 
-class Currency(fields.String):
+class Currency(Text):
     """ISO 4217 code; lower case is accepted and upper-cased."""
 
     def __init__(self, **kwargs):
@@ -38,7 +38,7 @@ class CategorySchema(Schema):
 
 class CategoryUpdateSchema(Schema):
     name = Trimmed(validate=Length(min=1, max=100))
-    description = fields.String(allow_none=True, validate=Length(max=2000))
+    description = Text(allow_none=True, validate=Length(max=2000))
     parent_id = reference(allow_none=True)
 
 
@@ -76,7 +76,7 @@ def product_document(product):
 class ProductUpdateSchema(Schema):
     sku = Trimmed(validate=SKU)
     name = Trimmed(validate=Length(min=1, max=200))
-    description = fields.String(allow_none=True, validate=Length(max=10_000))
+    description = Text(allow_none=True, validate=Length(max=10_000))
     price = Money(validate=Range(min=0))
     currency = Currency()
     category_id = reference(allow_none=True)

@@ -4,6 +4,8 @@ from gateway.http import api
 from schemas.accounts import CredentialsSchema, RegisterSchema, UserSchema
 from schemas.gateway import TokenSchema
 
+NOT_STORED = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # the answer is a credential
+
 
 class AccountRoutes:
     @api("POST", "/auth/register", body=RegisterSchema, responses={201: UserSchema},
@@ -11,11 +13,11 @@ class AccountRoutes:
     def register(self, request, body):
         return 201, self.accounts_rpc.register(**body)
 
-    @api("POST", "/auth/token", body=CredentialsSchema, responses={200: TokenSchema},
+    @api("POST", "/auth/token", body=CredentialsSchema, responses={200: TokenSchema, 401: None, 409: False},
          summary="Exchange email and password for a bearer token", tags=["Auth"])
     def issue_token(self, request, body):
         user = self.accounts_rpc.authenticate(body["email"], body["password"])
-        return self.auth.issue_token(user)
+        return 200, NOT_STORED, self.auth.issue_token(user)
 
     @api("GET", "/auth/me", auth="user", responses={200: UserSchema},
          summary="The account of the token", tags=["Auth"])

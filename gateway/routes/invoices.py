@@ -20,7 +20,7 @@ class InvoiceRoutes:
         own_order(self.orders_rpc.get_order(order_id), user)
         return self.notifications_rpc.get_invoice(order_id)
 
-    @api("GET", "/invoices/<token>", responses={200: "application/pdf"},
+    @api("GET", "/invoices/<token>", responses={200: "application/pdf", 403: None},
          summary="Download an invoice PDF through a signed link", tags=["Orders"],
          description="The URL `GET /orders/{id}/invoice` hands out when invoices are kept in a local folder; "
                      "the token is the permission, and it expires.")

@@ -18,7 +18,8 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 class OrderRoutes:
     """Needs ``orders_rpc`` on the service."""
 
-    @api("POST", "/orders", auth="user", body=OrderCreateSchema, responses={201: OrderSchema, 200: OrderSchema},
+    @api("POST", "/orders", auth="user", body=OrderCreateSchema,
+         responses={201: OrderSchema, 200: OrderSchema, 404: None},
          summary="Place an order", tags=["Orders"],
          description="Prices come from the catalogue; stock is reserved at once (409 `insufficient_stock`). "
                      f"An `{IDEMPOTENCY_HEADER}` header makes retries safe: the same key from the same user "

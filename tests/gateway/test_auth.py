@@ -142,3 +142,23 @@ def test_the_gateway_refuses_to_start_in_prod_without_a_strong_secret(
         container = container_factory(GatewayService)
         with pytest.raises(ConfigurationError):
             container.start()
+
+
+@pytest.mark.parametrize("environment", ["uat", "prod", "staging"])
+@pytest.mark.parametrize("secret", [
+    "dev-only-jwt-secret-change-me-0123456789abcdef",  # config/dev.yml
+    "test-secret-key-that-is-long-enough-for-hs256",  # tests/conftest.py
+    "change-me-to-a-random-64-character-string",  # k8s/base/secret.yaml
+    "CHANGEME-changeme-changeme-changeme-changeme",
+])
+def test_outside_dev_and_test_a_published_or_placeholder_secret_is_refused(environment, secret):
+    with config.patch({"ENVIRONMENT": environment, "JWT_SECRET": secret}, clear=True):
+        with pytest.raises(ConfigurationError, match="published default or a placeholder"):
+            jwt_settings()
+
+
+@pytest.mark.parametrize("environment", ["dev", "test"])
+def test_dev_and_test_keep_their_published_secrets(environment):
+    secret = "dev-only-jwt-secret-change-me-0123456789abcdef"
+    with config.patch({"ENVIRONMENT": environment, "JWT_SECRET": secret}, clear=True):
+        assert jwt_settings() == (secret, 3600)

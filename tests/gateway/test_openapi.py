@@ -221,3 +221,13 @@ def test_only_the_bundled_files_are_served(gateway, http):
     for path in ("/docs/index.html", "/docs/..%2Fsetup.cfg", "/docs/swagger-ui.js.map", "/docs/nothing.js"):
         response = http.get(path)
         assert response.status_code == 404 and response.json()["error"]["code"] == "not_found", path
+
+
+def test_every_operation_lists_its_real_statuses_without_a_catch_all(document):
+    ops = {(method, path): op for method, path, op in operations(document)}
+
+    assert not [key for key, op in ops.items() if "default" in op["responses"]]
+    token = ops[("POST", "/auth/token")]["responses"]
+    assert "401" in token and "409" not in token  # invalid_credentials; it never conflicts
+    assert "403" in ops[("GET", "/invoices/{token}")]["responses"]  # invalid_link
+    assert "404" in ops[("POST", "/orders")]["responses"]  # product_not_found

@@ -75,7 +75,10 @@ def test_the_body_limit_is_413_with_the_error_body(gateway, http):
     assert_error(answers(http)["too large"], 413, "payload_too_large")
 
 
-@pytest.mark.parametrize("settings", [{"ENVIRONMENT": "prod"}])
+PROD = {"ENVIRONMENT": "prod", "JWT_SECRET": "a-prod-like-secret-0123456789-abcdefghijklmnop"}  # no published one
+
+
+@pytest.mark.parametrize("settings", [PROD])
 def test_prod_adds_hsts(gateway, http):
     hsts = http.get("/health").headers["Strict-Transport-Security"]
 
