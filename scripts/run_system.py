@@ -1,6 +1,9 @@
 """`make run`: start whatever is missing, every service and the gateway, load demo data, and say where to look.
 
-Runs in the foreground; Ctrl-C (or SIGTERM) stops every process it started. Logs go to var/log/<process>.log.
+Runs in the foreground and supervises: a crashed process is restarted with backoff (1 s doubling to 30 s, reset
+after 60 s up), each restart logged in var/log/supervisor.log and counted in ``pos_process_restarts_total{process}``
+on ``SUPERVISOR_METRICS_PORT`` (default METRICS_BASE_PORT + 20). Only Ctrl-C (or SIGTERM) stops every process it
+started. Logs go to var/log/<process>.log.
 """
 
 import argparse
@@ -10,7 +13,7 @@ import subprocess
 import sys
 from importlib.util import find_spec
 
-from scripts.processes import ROOT, Fleet, StartFailed
+from scripts.processes import ROOT, Fleet, RestartPolicy, StartFailed
 
 VAR = ROOT / "var"
 
@@ -109,7 +112,8 @@ def main(argv=None):
     ensure_broker(settings)
     env = base_env(config_path)
     env.setdefault("PUBLIC_BASE_URL", base_url)
-    fleet = Fleet(VAR / "log", env)
+    fleet = Fleet(VAR / "log", env, restart=RestartPolicy())
+    serve_supervisor_metrics(fleet)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         kafka = ensure_kafka(env)
@@ -126,7 +130,7 @@ def main(argv=None):
                                    "--demo", "--base-url", base_url], cwd=ROOT, env=env)
         print_welcome(base_url, settings)
         name, code = fleet.wait_for_exit()
-        say(f"{name} stopped (exit {code}): see var/log/{name}.log; stopping the rest")
+        say(f"{name} stopped (exit {code}), it cannot be restarted: see var/log/{name}.log; stopping the rest")
         return 1
     except StartFailed as exc:
         sys.exit(str(exc))
@@ -135,6 +139,17 @@ def main(argv=None):
     finally:
         say("stopping")
         fleet.stop()
+
+
+def serve_supervisor_metrics(fleet):
+    from prometheus_client import start_http_server
+
+    port = int(os.environ.get("SUPERVISOR_METRICS_PORT", str(METRICS_BASE_PORT + 20)))
+    try:
+        start_http_server(port, addr="127.0.0.1", registry=fleet.registry)
+        say(f"restarts counted on http://127.0.0.1:{port}/metrics (pos_process_restarts_total)")
+    except OSError:
+        say(f"port {port} is taken: restarts are logged in var/log/supervisor.log but not exported")
 
 
 def print_welcome(base_url, settings):

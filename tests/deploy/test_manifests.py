@@ -116,3 +116,23 @@ def test_the_image_entrypoint_picks_the_process(tmp_path, process, expected):
                             text=True, timeout=30, env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_every_deployment_has_a_disruption_budget_its_minimum_replicas_can_honour(environment):
+    resources = rendered(environment)
+    deployments = of_kind(resources, "Deployment")
+    budgets = of_kind(resources, "PodDisruptionBudget")
+    hpas = of_kind(resources, "HorizontalPodAutoscaler")
+
+    assert set(budgets) == set(deployments)
+    for name, budget in budgets.items():
+        labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
+        assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        low = hpas[name]["spec"]["minReplicas"] if name in hpas else 1
+        spec = budget["spec"]
+        assert ("maxUnavailable" in spec) != ("minAvailable" in spec), name
+        if "maxUnavailable" in spec:
+            assert 1 <= spec["maxUnavailable"] <= max(1, low - 1), name  # a drain can always progress
+        else:
+            assert spec["minAvailable"] < low, name

@@ -1,11 +1,13 @@
 """scripts.processes.Fleet, the supervisor of `make run` and the bench, on real child processes."""
 
+import os
+import signal
 import subprocess
 import sys
 
 import pytest
 
-from scripts.processes import Fleet, StartFailed
+from scripts.processes import Fleet, RestartPolicy, StartFailed
 from scripts.tansu import free_port
 from tests.support import wait_until
 
@@ -58,3 +60,39 @@ def test_a_child_that_ignores_sigterm_is_killed(fleet):
     fleet.stop(timeout=0.5)
 
     assert stubborn.returncode == -9
+
+
+def test_supervised_child_killed_with_sigkill_comes_back_counted_logged_with_growing_backoff(tmp_path):
+    fleet = Fleet(tmp_path / "log", {"PATH": "/usr/bin:/bin"}, restart=RestartPolicy(first=0.2, longest=5))
+    try:
+        first = fleet.start("worker", ["sleep", "60"])
+        os.kill(first.pid, signal.SIGKILL)
+        wait_until(lambda: fleet.supervise() is None and fleet.pids().get("worker") not in (None, first.pid),
+                   timeout=10, message="worker restarted")
+        second = fleet.pids()["worker"]
+        assert fleet.registry.get_sample_value("pos_process_restarts_total", {"process": "worker"}) == 1
+        os.kill(second, signal.SIGKILL)
+        wait_until(lambda: fleet.supervise() is None and fleet.pids().get("worker") not in (None, second),
+                   timeout=10, message="worker restarted again")
+        assert fleet.registry.get_sample_value("pos_process_restarts_total", {"process": "worker"}) == 2
+        log = (tmp_path / "log" / "supervisor.log").read_text().splitlines()
+        assert "worker exited with code -9" in log[0] and "restart attempt 1 in 0.2s" in log[0]
+        assert "restart attempt 2 in 0.4s" in log[1] and "worker.log" in log[1]
+        survivor = fleet.children[0][1]
+    finally:
+        fleet.stop(timeout=5)
+    assert survivor.poll() is not None and fleet.children == []
+
+
+def test_an_adopted_child_that_exits_ends_supervision(tmp_path):
+    fleet = Fleet(tmp_path / "log", {"PATH": "/usr/bin:/bin"}, restart=RestartPolicy(first=0.1))
+    try:
+        fleet.adopt("kafka", subprocess.Popen(["sh", "-c", "exit 4"]))
+        assert fleet.wait_for_exit(interval=0.05) == ("kafka", 4)
+    finally:
+        fleet.stop(timeout=5)
+
+
+def test_backoff_doubles_up_to_the_longest():
+    policy = RestartPolicy(first=1, longest=30)
+    assert [policy.delay(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
