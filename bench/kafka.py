@@ -69,7 +69,8 @@ def prepared_message(seq, tag):
     head, tail = json.dumps(envelope).split(f'"{SENT_AT_MARK}"')
     message = amqp.Message(b"", content_type="application/json", content_encoding="utf-8", delivery_mode=2,
                            application_headers={"nameko.correlation_id": envelope["correlation_id"],
-                                                "event_id": envelope["event_id"], "event_type": RELAY_EVENT})
+                                                "event_id": envelope["event_id"], "event_type": RELAY_EVENT,
+                                                "aggregate_id": envelope["aggregate_id"]})
     return message, head.encode(), tail.encode()
 
 
@@ -247,16 +248,20 @@ def relay(amqp_uri, bootstrap, count, prefix, rate=5000, publishers=3, timeout=1
 
 def drain(amqp_uri, bootstrap, count, prefix, bridge_pid, publishers=3, timeout=120):
     """The relay alone: ``count`` envelopes queued while the bridge is paused (SIGSTOP), then timed from SIGCONT
-    to the last arrival on Kafka."""
+    to the last arrival on Kafka. ``bridge_pid``: one bridge process, or a list of replicas paused and resumed
+    together."""
+    pids = bridge_pid if isinstance(bridge_pid, list | tuple) else [bridge_pid]
     tag = uuid.uuid4().hex
     reader = TopicReader(bootstrap, prefix + RELAY_TOPIC, tag)
     reader.start()
-    os.kill(bridge_pid, signal.SIGSTOP)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
     try:
         publish_all(amqp_uri, tag, count, 0, publishers)
     finally:
         resumed = time.time()
-        os.kill(bridge_pid, signal.SIGCONT)
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
     arrivals = wait_for_arrivals(reader, count, timeout)
     last = max((arrived for arrived, _lag in arrivals), default=resumed)
     return Throughput("events drained from a pre-loaded queue (resume to last arrival)", len(arrivals),

@@ -16,7 +16,8 @@ import logging
 from datetime import UTC, datetime
 
 import eventlet
-from kombu import Exchange, Queue, binding
+from amqp.exceptions import ChannelError
+from kombu import Exchange, Queue
 from kombu.exceptions import DecodeError
 from nameko import config
 from nameko.amqp.consume import Consumer as ConsumerCore
@@ -32,7 +33,10 @@ from common.amqp import ReadsAhead
 
 log = logging.getLogger(__name__)
 
-QUEUE_NAME = "kafka_bridge.events"
+QUEUE_NAME = "kafka_bridge.events"  # the single queue of bridges before sharding: drained, never bound again
+SHARD_EXCHANGE = "kafka_bridge.shards"
+SHARD_QUEUE = QUEUE_NAME + ".{:02d}"
+AGGREGATE_HEADER = "aggregate_id"
 DEAD_LETTER_QUEUE = "kafka_bridge.dead_letter"
 RETRY_DELAY = 1.0
 
@@ -75,9 +79,47 @@ def _body_text(message):
     return str(body)
 
 
-def relay_queue(source_services):
-    return Queue(QUEUE_NAME, durable=True,
-                 bindings=[binding(get_event_exchange(name), routing_key="#") for name in source_services])
+def shard_exchange():
+    """Consistent hashing on the ``aggregate_id`` header: one aggregate's events always reach the same shard."""
+    return Exchange(SHARD_EXCHANGE, type="x-consistent-hash", durable=True,
+                    arguments={"hash-header": AGGREGATE_HEADER})
+
+
+def shard_count():
+    return int(config.get("KAFKA_BRIDGE_SHARDS", 16))
+
+
+def shard_queues(shards=None):
+    """``kafka_bridge.events.NN``: each with one active consumer at a time, so a shard is relayed in order."""
+    exchange = shard_exchange()
+    return [Queue(SHARD_QUEUE.format(i), exchange=exchange, routing_key="1", durable=True,
+                  queue_arguments={"x-single-active-consumer": True})
+            for i in range(shard_count() if shards is None else shards)]
+
+
+def declare_shards(connection, source_services, shards=None):
+    """Binds every ``<service>.events`` exchange to the shard exchange and declares the shard queues.
+
+    Returns the old single queue if it still exists (a bridge before sharding left it): it is unbound, so it only
+    drains what it held at the upgrade.
+    """
+    channel = connection.default_channel
+    exchange = shard_exchange()(channel)
+    exchange.declare()
+    for name in source_services:
+        source = get_event_exchange(name)(channel)
+        source.declare()
+        exchange.bind_to(source, routing_key="#")
+    for queue in shard_queues(shards):
+        queue(channel).declare()
+    try:
+        channel.queue_declare(QUEUE_NAME, passive=True)
+    except ChannelError:
+        return None
+    channel = connection.channel()
+    for name in source_services:
+        channel.queue_unbind(QUEUE_NAME, get_event_exchange(name).name, routing_key="#")
+    return Queue(QUEUE_NAME, durable=True)
 
 
 class RawConsumer(ReadsAhead, ConsumerCore):
@@ -127,7 +169,7 @@ class EventRelay(Consumer):
         super().__init__(None, requeue_on_error=True, **kwargs)
 
     def setup(self):
-        self.queue = relay_queue(self.source_services)
+        self.queue = None  # the consumer's queues are the shards, set in start()
         self.batch_size = int(config.get("KAFKA_BRIDGE_BATCH", 500))
         self.consumer_options.setdefault("prefetch_count", int(config.get("KAFKA_BRIDGE_PREFETCH", 2000)))
         self.consumer_options["on_decode_error"] = self.handle_undecodable
@@ -138,6 +180,10 @@ class EventRelay(Consumer):
 
     def start(self):
         self.dead_letters.declare()  # so operators can watch it before the first poison event
+        with get_connection(self.amqp_uri) as connection:
+            legacy = declare_shards(connection, self.source_services)
+        # every replica consumes every shard; RabbitMQ makes one consumer per shard the active one
+        self.consumer.queues = shard_queues() + ([legacy] if legacy is not None else [])
         super().start()
 
     def handle_message(self, message):

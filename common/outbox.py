@@ -186,7 +186,8 @@ class Outbox(DependencyProvider):
     def publish(self, row):
         envelope = json.loads(row.envelope)
         headers = {"nameko.correlation_id": envelope.get("correlation_id") or "",
-                   "event_id": row.event_id, "event_type": row.event_type}
+                   "event_id": row.event_id, "event_type": row.event_type,
+                   "aggregate_id": str(envelope.get("aggregate_id", ""))}  # the bridge shards on it
         self.publisher.publish(
             envelope, exchange=self.exchange, routing_key=row.event_type,
             headers=headers, retry=True,

@@ -24,6 +24,10 @@ for service in "${wanted[@]}"; do
       # nameko's test fixtures create a vhost per test through the management API
       rabbitmq-plugins enable rabbitmq_management >/dev/null 2>&1
       wait_for 15672 "RabbitMQ management API" 60 || status=1
+    fi
+    if command -v rabbitmq-plugins >/dev/null 2>&1; then
+      # the Kafka bridge shards events by aggregate id over an x-consistent-hash exchange (idempotent if enabled)
+      rabbitmq-plugins enable rabbitmq_consistent_hash_exchange >/dev/null 2>&1 || status=1
     fi ;;
   mariadb)
     if ! up 3306; then

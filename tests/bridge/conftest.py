@@ -152,7 +152,8 @@ def publish_events(rabbit_config):
             publisher.publish(
                 item, exchange=get_event_exchange(item["source"]), routing_key=item["event_type"],
                 headers={"nameko.correlation_id": item.get("correlation_id") or "",
-                         "event_id": item["event_id"], "event_type": item["event_type"]},
+                         "event_id": item["event_id"], "event_type": item["event_type"],
+                         "aggregate_id": str(item.get("aggregate_id", ""))},
             )
 
     return publish

@@ -7,7 +7,7 @@ from kombu import Connection
 from nameko import config
 from nameko.standalone.events import get_event_exchange
 
-from bridge.kafka_entrypoint import DEAD_LETTER_QUEUE, QUEUE_NAME
+from bridge.kafka_entrypoint import DEAD_LETTER_QUEUE, SHARD_EXCHANGE, SHARD_QUEUE
 from bridge.kafka_relay import SOURCE_SERVICES, KafkaBridge
 from tests.bridge.conftest import envelope
 from tests.support import wait_until
@@ -78,7 +78,9 @@ def test_both_queues_are_durable_and_exist_as_soon_as_the_bridge_runs(bridge_con
     container_factory(KafkaBridge).start()
 
     vhost = config["AMQP_URI"].rsplit("/", 1)[1]
-    for name in (QUEUE_NAME, DEAD_LETTER_QUEUE):
+    for name in (SHARD_QUEUE.format(0), DEAD_LETTER_QUEUE):
         assert rabbit_manager.get_queue(vhost, name)["durable"] is True
-    bindings = {(b["source"], b["routing_key"]) for b in rabbit_manager.get_queue_bindings(vhost, QUEUE_NAME)}
-    assert {(f"{s}.events", "#") for s in SOURCE_SERVICES} <= bindings
+    assert rabbit_manager.get_queue(vhost, SHARD_QUEUE.format(0))["arguments"] == {"x-single-active-consumer": True}
+    assert SHARD_EXCHANGE in {b["source"] for b in rabbit_manager.get_queue_bindings(vhost, SHARD_QUEUE.format(0))}
+    into_shards = rabbit_manager._get("exchanges", vhost, SHARD_EXCHANGE, "bindings", "destination")
+    assert {(f"{s}.events", "#") for s in SOURCE_SERVICES} <= {(b["source"], b["routing_key"]) for b in into_shards}

@@ -13,7 +13,7 @@ import yaml
 from kombu import Connection
 from nameko import config
 
-from bridge.kafka_entrypoint import DEAD_LETTER_QUEUE, relay_queue
+from bridge.kafka_entrypoint import DEAD_LETTER_QUEUE, declare_shards
 from bridge.kafka_metrics import PRODUCER_RESTARTS
 from bridge.kafka_relay import SOURCE_SERVICES, KafkaBridge
 from tests.bridge.conftest import envelope
@@ -90,7 +90,7 @@ def bridge_process(bridge_config, tmp_path):
 
 def declare_relay_queue():
     with Connection(config["AMQP_URI"]) as connection:
-        relay_queue(SOURCE_SERVICES)(connection.default_channel).declare()
+        declare_shards(connection, SOURCE_SERVICES)
 
 
 def test_a_bridge_killed_with_sigkill_mid_stream_loses_nothing_after_restart(

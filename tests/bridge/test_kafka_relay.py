@@ -10,7 +10,7 @@ from nameko.standalone.rpc import ServiceRpcClient
 from sqlalchemy import Column, Integer, String
 from sqlalchemy.orm import DeclarativeBase
 
-from bridge.kafka_entrypoint import QUEUE_NAME
+from bridge.kafka_entrypoint import shard_queues
 from bridge.kafka_metrics import IN_FLIGHT
 from bridge.kafka_relay import KafkaBridge
 from common.correlation import CorrelationId
@@ -162,7 +162,8 @@ def test_every_event_type_reaches_its_topic_and_matches_its_schema(
 
 def relay_queue_depth():
     with Connection(config["AMQP_URI"]) as connection:
-        return connection.default_channel.queue_declare(QUEUE_NAME, passive=True).message_count
+        channel = connection.default_channel
+        return sum(channel.queue_declare(queue.name, passive=True).message_count for queue in shard_queues())
 
 
 def test_messages_are_acked_once_kafka_has_them(bridge_config, container_factory, publish_events, kafka_reader):
