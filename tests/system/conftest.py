@@ -1,0 +1,254 @@
+"""The whole system as `make run` starts it (scripts.run_system's process list, scripts.processes.Fleet), on its own
+RabbitMQ vhost, SQLite files in a tmp dir, its own tansu and free ports; one system per test module."""
+
+import itertools
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+
+from bench.infra import Vhost
+from scripts.processes import ROOT, Fleet, stop_process
+from scripts.run_system import NAMEKO_PROCESSES
+from scripts.tansu import free_port, launch
+
+CONFIG = ROOT / "config" / "dev.yml"
+ADDRESS = {"name": "Ada Lovelace", "line1": "1 Analytical Way", "city": "London", "postal_code": "N1 9GU",
+           "country": "GB"}
+# tests/services/orders/conftest.py FAST_SAGA, as the environment `nameko run` reads through config/dev.yml
+FAST_SAGA_ENV = {"PAYMENT_TIMEOUT_SECONDS": "1", "PAYMENT_PENDING_TIMEOUT_SECONDS": "2",
+                 "ORDERS_RECONCILE_INTERVAL_SECONDS": "0.3", "ORDERS_SETTLE_RETRY_SECONDS": "0.5",
+                 "ORDERS_RESERVATION_TIMEOUT_SECONDS": "5", "RPC_TIMEOUT_SECONDS": "10",
+                 "OUTBOX_POLL_INTERVAL": "0.2"}
+RPC_DEADLINE = 10
+DATABASE_SERVICES = ("accounts", "products", "inventory", "orders", "notifications")
+
+
+class System:
+    def __init__(self, work_dir):
+        self.work_dir = work_dir
+        self.vhost = Vhost(f"pos_system_{uuid.uuid4().hex[:8]}")
+        self.gateway_port = free_port()
+        self.kafka_port = free_port()
+        self.provider_address = f"127.0.0.1:{free_port()}"
+        self.base_url = f"http://127.0.0.1:{self.gateway_port}"
+        self.bootstrap = f"127.0.0.1:{self.kafka_port}"
+        self.metrics = {name: free_port() for name, _ in NAMEKO_PROCESSES}
+        self.env = {**os.environ, **FAST_SAGA_ENV, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore",
+                    "POS_CONFIG": str(CONFIG), "GATEWAY_ADDRESS": f"127.0.0.1:{self.gateway_port}",
+                    "PUBLIC_BASE_URL": self.base_url, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                    "PAYMENT_PROVIDER_ADDRESS": self.provider_address, "REDIS_URI": "",
+                    "RATE_LIMIT_ORDERS": "100000/minute", "RATE_LIMIT_AUTH": "100000/minute",
+                    "RATE_LIMIT_WRITES": "100000/minute", "RATE_LIMIT_READS": "100000/minute",
+                    "MAILDIR_PATH": str(work_dir / "mail"), "INVOICE_DIR": str(work_dir / "invoices"),
+                    "ADMIN_EMAIL": "admin@example.com", "ADMIN_PASSWORD": "admin12345",
+                    "HEALTH_SERVICES": "", "LOG_FORMAT": "text"}
+        for service in DATABASE_SERVICES:
+            self.env[f"{service.upper()}_DB_URI"] = f"sqlite:///{work_dir}/{service}.db"
+        self.fleet = Fleet(work_dir / "log", self.env)
+        self.kafka = None
+        self.commands = {}
+
+    # -- starting and stopping
+    def start(self):
+        self.vhost.create()
+        self.env["AMQP_URI"] = self.vhost.amqp_uri
+        self.start_kafka()
+        subprocess.check_call([sys.executable, "-m", "common.migrations", "--config", str(CONFIG)], cwd=ROOT,
+                              env=self.env, stdout=subprocess.DEVNULL)
+        self.commands["payment_provider"] = ([sys.executable, "-m", "payment_provider.server", "--address",
+                                              self.provider_address, "--db", str(self.work_dir / "provider.db")],
+                                             {})
+        for name, service in NAMEKO_PROCESSES:
+            self.commands[name] = (["nameko"], (service, {"METRICS_PORT": str(self.metrics[name])}))
+        for name in self.commands:
+            self.launch(name)
+        self.fleet.wait_for_http(f"{self.base_url}/health/ready", timeout=120)
+
+    def launch(self, name):
+        argv, extra = self.commands[name]
+        if argv == ["nameko"]:
+            service, env = extra
+            return self.fleet.nameko(name, service, CONFIG, env)
+        return self.fleet.start(name, argv)
+
+    def start_kafka(self):
+        self.kafka = launch(self.kafka_port, log_path=self.work_dir / "log" / "tansu.log")
+
+    def child(self, name):
+        return next(child for n, child in self.fleet.children if n == name and child.poll() is None)
+
+    def kill(self, name):
+        """SIGKILL ``name`` (no clean shutdown: unacked messages go back to the broker)."""
+        child = self.child(name)
+        child.kill()
+        child.wait()
+        self.fleet.children = [(n, c) for n, c in self.fleet.children if c is not child]
+
+    def restart_kafka(self, down_seconds=1.0):
+        self.kafka.kill()  # memory storage: SIGTERM or SIGKILL, it forgets everything either way
+        self.kafka.wait()
+        time.sleep(down_seconds)
+        self.start_kafka()
+
+    def stop(self):
+        self.fleet.stop()
+        if self.kafka is not None:
+            stop_process(self.kafka, 10)
+        self.vhost.delete()
+
+    def exited(self):
+        return self.fleet.check()
+
+    # -- the public API
+    def session(self, email, password):
+        session = requests.Session()
+        reply = session.post(f"{self.base_url}/auth/token", json={"email": email, "password": password}, timeout=15)
+        reply.raise_for_status()
+        session.headers["Authorization"] = f"Bearer {reply.json()['access_token']}"
+        return session
+
+    def admin(self):
+        return self.session("admin@example.com", "admin12345")
+
+    def customer(self):
+        email = f"c{uuid.uuid4().hex[:10]}@example.com"
+        requests.post(f"{self.base_url}/auth/register", json={"email": email, "password": "secret-pass-1",
+                                                              "name": "Ada"}, timeout=15).raise_for_status()
+        return self.session(email, "secret-pass-1")
+
+    def product(self, admin, stock):
+        reply = admin.post(f"{self.base_url}/products", json={
+            "sku": f"SYS-{uuid.uuid4().hex[:10]}", "name": "Widget", "price": "3.50", "initial_stock": stock},
+            timeout=15)
+        reply.raise_for_status()
+        product = reply.json()
+        wait(lambda: self.stock(admin, product["id"]) is not None, 30, "stock for the new product")
+        return product
+
+    def stock(self, admin, product_id):
+        reply = admin.get(f"{self.base_url}/products/{product_id}/stock", timeout=15)
+        return reply.json() if reply.status_code == 200 else None
+
+
+def wait(predicate, timeout, message, interval=0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except requests.RequestException:
+            value = None
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+class Stream:
+    """Orders placed over HTTP from a few threads; remembers every answer and how long it took."""
+
+    def __init__(self, system, customers, product_id, per_thread, pause=0.4):
+        self.system, self.customers, self.product_id = system, customers, product_id
+        self.per_thread, self.pause = per_thread, pause
+        self.accepted, self.answers, self.lock = [], [], threading.Lock()
+        self.threads = [threading.Thread(target=self._place, args=(c,), daemon=True) for c in customers]
+        self.keys = itertools.count()
+
+    def start(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def join(self, timeout=180):
+        for thread in self.threads:
+            thread.join(timeout)
+        assert not any(t.is_alive() for t in self.threads), "an order thread is still waiting"
+
+    def _place(self, session):
+        for _ in range(self.per_thread):
+            key = f"k-{uuid.uuid4().hex}"
+            body = {"items": [{"product_id": self.product_id, "quantity": 1}], "shipping_address": ADDRESS,
+                    "payment_token": "tok_visa"}
+            began = time.monotonic()
+            try:
+                reply = session.post(f"{self.system.base_url}/orders", json=body, headers={"Idempotency-Key": key},
+                                     timeout=RPC_DEADLINE + 10)
+                status, retry_after = reply.status_code, reply.headers.get("Retry-After")
+                order = reply.json() if status == 201 else None
+            except requests.RequestException as exc:
+                status, retry_after, order = type(exc).__name__, None, None
+            with self.lock:
+                self.answers.append((status, time.monotonic() - began, retry_after))
+                if order is not None:
+                    self.accepted.append((session, order, time.monotonic()))
+            time.sleep(self.pause)
+
+
+def assert_all_paid_and_on_kafka(system, stream, admin, product_id, start_stock, since=None, timeout=90):
+    """Every accepted order PAID, its order.created and order.paid on Kafka, stock on hand = start - paid units."""
+    assert stream.accepted, f"no order was accepted: {stream.answers}"
+    ids = {order["id"] for _, order, _ in stream.accepted}
+
+    def unpaid():
+        left = set()
+        for order_id in ids:
+            reply = admin.get(f"{system.base_url}/orders/{order_id}", timeout=15)
+            if reply.status_code != 200 or reply.json()["status"] != "PAID":
+                left.add((order_id, reply.status_code == 200 and reply.json()["status"]))
+        return left
+
+    wait(lambda: not unpaid(), timeout, "every accepted order to be PAID")
+    wanted = {(str(i), t) for i in ids for t in ("order.created", "order.paid")}
+    if since is not None:  # tansu forgot what came before its restart: only what it was given after
+        wanted = {(str(i), "order.paid") for i in since}
+    found = read_kafka(system.bootstrap, "pos.orders", wanted, timeout=60)
+    assert wanted <= found, f"missing on Kafka: {sorted(wanted - found)[:10]} ({len(wanted - found)} in all)"
+    stock = wait(lambda: (s := system.stock(admin, product_id)) and s["reserved"] == 0 and s, 30,
+                 "no stock left reserved")
+    assert stock["on_hand"] == start_stock - len(ids)
+    assert stock["reserved"] == 0
+
+
+def read_kafka(bootstrap, topic, wanted, timeout):
+    """``{(key, event_type)}`` read from every partition of ``topic`` from the start (assign(): no group join)."""
+    import json
+
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    found = set()
+    try:
+        deadline = time.monotonic() + timeout
+        partitions = wait(lambda: consumer.list_topics(topic, timeout=5).topics[topic].partitions, timeout,
+                          f"topic {topic}")
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        while time.monotonic() < deadline and not wanted <= found:
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            envelope = json.loads(message.value())
+            found.add((str(envelope["aggregate_id"]), envelope["event_type"]))
+    finally:
+        consumer.close()
+    return found
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    system = System(tmp_path_factory.mktemp("system"))
+    try:
+        system.start()
+        yield system
+    finally:
+        system.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(system):
+    return system.admin()
