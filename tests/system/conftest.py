@@ -225,10 +225,14 @@ def read_kafka(bootstrap, topic, wanted, timeout):
     found = set()
     try:
         deadline = time.monotonic() + timeout
-        partitions = wait(lambda: consumer.list_topics(topic, timeout=5).topics[topic].partitions, timeout,
-                          f"topic {topic}")
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        assigned = set()
         while time.monotonic() < deadline and not wanted <= found:
+            if not assigned or len(found) % 50 == 0:  # metadata may list a topic before all its partitions
+                partitions = set(consumer.list_topics(topic, timeout=5).topics[topic].partitions or ())
+                if partitions - assigned:
+                    consumer.incremental_assign([TopicPartition(topic, p, OFFSET_BEGINNING)
+                                                 for p in partitions - assigned])
+                    assigned |= partitions
             message = consumer.poll(0.5)
             if message is None or message.error():
                 continue
