@@ -2,14 +2,14 @@
 
 from marshmallow import Schema, fields
 
-from schemas.common import Money
 from schemas.inventory import StockSchema
 from schemas.orders import ORDER_STATUSES, OrderSchema
 
 
 class RevenueSchema(Schema):
     currency = fields.String()
-    amount = Money()
+    # a sum of many orders: two places like Money, but not bound to one order's ten digits
+    amount = fields.String(metadata={"pattern": r"^[0-9]+\.[0-9]{2}$", "example": "1234.50"})
     orders = fields.Integer()
 
 

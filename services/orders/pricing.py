@@ -3,6 +3,10 @@
 from decimal import Decimal
 
 from common.errors import NotFound, ValidationFailed
+from schemas.common import MONEY_LIMIT
+
+# Money in answers has at most ten digits before the point (schemas.common.Money): so has what an order may cost.
+MAX_CENTS = int(MONEY_LIMIT * 100) - 1
 
 
 def cents(amount):
@@ -35,7 +39,11 @@ def priced_lines(items, products):
     if len(currencies) > 1:
         raise ValidationFailed("Products in one order must share a currency.",
                                {"items": [f"Mixed currencies: {', '.join(sorted(currencies))}."]})
-    return [line(by_id[item["product_id"]], item["quantity"]) for item in items], currencies.pop()
+    lines = [line(by_id[item["product_id"]], item["quantity"]) for item in items]
+    if sum(line["line_total_cents"] for line in lines) > MAX_CENTS:
+        raise ValidationFailed("The order's total is too large.",
+                               {"items": [f"An order may total at most {money(MAX_CENTS)}."]})
+    return lines, currencies.pop()
 
 
 def line(product, quantity):

@@ -44,6 +44,17 @@ def test_one_order_has_one_currency():
     assert mixed.value.details == {"items": ["Mixed currencies: EUR, USD."]}
 
 
+def test_an_order_may_not_cost_more_than_money_can_say():
+    lines, _ = priced_lines([{"product_id": 1, "quantity": 1}], [product(1, "9999999999.99")])
+    assert lines[0]["line_total_cents"] == 999999999999
+    with pytest.raises(ValidationFailed) as too_much:  # found by the stateful fuzzer: 213 x 9999999999.99
+        priced_lines([{"product_id": 1, "quantity": 213}], [product(1, "9999999999.99")])
+    assert too_much.value.details == {"items": ["An order may total at most 9999999999.99."]}
+    with pytest.raises(ValidationFailed):
+        priced_lines([{"product_id": 1, "quantity": 1}, {"product_id": 2, "quantity": 1}],
+                     [product(1, "9999999999.99"), product(2, "0.01")])
+
+
 @given(st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False, allow_infinity=False))
 def test_cents_and_money_round_trip(amount):
     assert money(cents(str(amount))) == f"{amount:.2f}"
