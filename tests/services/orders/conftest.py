@@ -24,7 +24,7 @@ pb, pb_grpc = protos()
 ADDRESS = {"name": "Ada Lovelace", "line1": "1 Analytical Way", "city": "London", "postal_code": "N1 9GU",
            "country": "GB"}
 # Saga timings scaled down so a test waits seconds, not minutes; the logic is the production one.
-FAST_SAGA = {"PAYMENT_TIMEOUT_SECONDS": 1, "PAYMENT_PENDING_TIMEOUT_SECONDS": 2,
+FAST_SAGA = {"PAYMENT_TIMEOUT_SECONDS": 3, "PAYMENT_PENDING_TIMEOUT_SECONDS": 2,
              "ORDERS_RECONCILE_INTERVAL_SECONDS": 0.3, "ORDERS_SETTLE_RETRY_SECONDS": 0.5,
              "ORDERS_RESERVATION_TIMEOUT_SECONDS": 5, "RPC_TIMEOUT_SECONDS": 10,
              "PUBLIC_BASE_URL": "https://shop.example"}
