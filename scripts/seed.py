@@ -27,9 +27,10 @@ CATEGORIES = {
 }
 
 
-def admin_session(base_url, email, password):
+def admin_session(base_url, email, password, timeout=10):
+    """A requests session logged in as ``email`` (a bearer token on every request)."""
     session = requests.Session()
-    reply = session.post(f"{base_url}/auth/token", json={"email": email, "password": password}, timeout=10)
+    reply = session.post(f"{base_url}/auth/token", json={"email": email, "password": password}, timeout=timeout)
     reply.raise_for_status()
     session.headers["Authorization"] = f"Bearer {reply.json()['access_token']}"
     return session

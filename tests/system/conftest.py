@@ -15,6 +15,7 @@ import requests
 from bench.infra import Vhost
 from scripts.processes import ROOT, Fleet, stop_process
 from scripts.run_system import NAMEKO_PROCESSES
+from scripts.seed import admin_session
 from scripts.tansu import free_port, launch
 
 CONFIG = ROOT / "config" / "dev.yml"
@@ -107,11 +108,7 @@ class System:
 
     # -- the public API
     def session(self, email, password):
-        session = requests.Session()
-        reply = session.post(f"{self.base_url}/auth/token", json={"email": email, "password": password}, timeout=15)
-        reply.raise_for_status()
-        session.headers["Authorization"] = f"Bearer {reply.json()['access_token']}"
-        return session
+        return admin_session(self.base_url, email, password, timeout=15)
 
     def admin(self):
         return self.session("admin@example.com", "admin12345")
