@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from bench import profiling
 from bench.loadgen import run_wrk
+from bench.whole_system import CpuWindow
 from scripts.processes import Fleet
 
 
@@ -29,8 +30,9 @@ HOP = [
 ]
 
 
-def measure(name, base_url, requests, settings, wrk, token=None, connections=None, profile=None):
-    """A short warm-up run (discarded), then the measured one; ``profile`` {process: pid} are sampled by py-spy."""
+def measure(name, base_url, requests, settings, wrk, token=None, connections=None, profile=None, cpu_of=None):
+    """A short warm-up run (discarded), then the measured one; ``profile`` {process: pid} are sampled by py-spy;
+    the CPU seconds of ``cpu_of`` {process: pid} during the measured run go to the result's ``cpu_seconds``."""
     if settings.warmup > 0:
         run_wrk(f"{name} warm-up", base_url, requests, settings.load(settings.warmup, connections), token, wrk)
     recorders = []
@@ -38,14 +40,17 @@ def measure(name, base_url, requests, settings, wrk, token=None, connections=Non
         slug = "".join(ch if ch.isalnum() else "-" for ch in name.lower())[:60]
         out = settings.work_dir / f"profile-{process}-{slug}.txt"
         recorders.append((process, out, profiling.start(pid, settings.duration, out)))
+    window = CpuWindow(cpu_of or {}).start()
     result = run_wrk(name, base_url, requests, settings.load(connections=connections), token, wrk)
+    result.cpu_seconds = window.stop()
     result.profiles = [profiling.finish(process, recorder, out) for process, out, recorder in recorders]
     return result
 
 
-def run_floor(kind, experiment, settings, env, wrk, log_dir, profile=False, light=False):
+def run_floor(kind, experiment, settings, env, wrk, log_dir, profile=False, light=False, servers=None):
     """Start the floor's processes with the experiment's settings, load it, stop them; ``light`` also measures
-    it with ``light_connections`` (returned as a second result)."""
+    it with ``light_connections`` (returned as a second result). The CPU of the floor's processes and of
+    ``servers`` {name: pid} is counted in the measured runs."""
     port = settings.floor_port
     fleet = Fleet(log_dir, env)
     extra = {**(experiment.env or {}), "GATEWAY_ADDRESS": f"127.0.0.1:{port}", "METRICS_PORT": ""}
@@ -58,18 +63,19 @@ def run_floor(kind, experiment, settings, env, wrk, log_dir, profile=False, ligh
         base_url = f"http://127.0.0.1:{port}"
         fleet.wait_for_http(f"{base_url}/{kind}")
         targets = {name: pid for name, pid in fleet.pids().items() if name.endswith("_0")} if profile else None
+        cpu_of = {**(servers or {}), **fleet.pids()}
         result = measure(f"{kind}: {experiment.label}", base_url, [("GET", f"/{kind}")], settings, wrk,
-                         profile=targets)
+                         profile=targets, cpu_of=cpu_of)
         if not light:
             return result
         return result, measure(f"{kind}: {experiment.label.replace(' (the floor)', '')}, light load "
                                f"(-c{settings.light_connections})", base_url, [("GET", f"/{kind}")], settings, wrk,
-                               connections=settings.light_connections)
+                               connections=settings.light_connections, cpu_of=cpu_of)
     finally:
         fleet.stop()
 
 
-def run_floors(settings, env, wrk, log_dir):
+def run_floors(settings, env, wrk, log_dir, servers=None):
     """``{"bare": [results], "hop": [results]}``; the first of each list is the floor proper."""
     bare = BARE if settings.floor_experiments else BARE[:1]
     hop = HOP if settings.floor_experiments else HOP[:1]
@@ -78,7 +84,7 @@ def run_floors(settings, env, wrk, log_dir):
         for index, experiment in enumerate(experiments):
             profile = settings.profile and kind == "hop" and index == 0
             light = kind == "hop" and index == 0 and settings.light_connections > 0
-            outcome = run_floor(kind, experiment, settings, env, wrk, log_dir, profile, light)
+            outcome = run_floor(kind, experiment, settings, env, wrk, log_dir, profile, light, servers)
             for result in outcome if light else (outcome,):
                 print(f"bench: floor {result.name}: {result.rps:.0f} req/s, p99 {result.p99:.1f} ms", flush=True)
                 if "light load" in result.name:

@@ -26,7 +26,14 @@ class LoadResult:
     max: float = 0.0
     mean: float = 0.0
     profiles: list = field(default_factory=list)
+    cpu_seconds: dict = field(default_factory=dict)  # {process: CPU seconds} during the run, when counted
     load_average: float = 0.0  # the machine's 1-minute load average as the run ended (2 cores)
+
+    def cpu_ms_per_request(self):
+        """Whole-system CPU per completed request (every counted process), or None when nothing was counted."""
+        if not self.cpu_seconds or not self.requests:
+            return None
+        return 1000 * sum(self.cpu_seconds.values()) / self.requests
 
     @property
     def rps(self):

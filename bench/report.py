@@ -8,7 +8,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 ANALYSIS = Path(__file__).parent / "analysis.md"
-MEMORY_LIMIT_MB = 150
 
 
 @dataclass
@@ -24,6 +23,8 @@ class Results:
     cpu: dict = field(default_factory=dict)        # {phase: {process: CPU seconds}}
     notes: list = field(default_factory=list)
     started_processes: list = field(default_factory=list)
+    idle: dict = None         # {"seconds", "cpu_seconds": {process: s}}: whole system at rest
+    orders_cost: dict = None  # {"cpu_seconds": {process: s}, "sql": n, "amqp": n}: the orders phase, settled
 
 
 def machine():
@@ -88,62 +89,8 @@ def floor_of(results, kind):
     return runs[0] if runs else None
 
 
-def targets(results):
-    bare, rows = floor_of(results, "bare"), []
-    if results.read and bare:
-        needed = 0.5 * bare.rps
-        rows.append(["warm product read >= 0.5 x bare floor", f"{results.read.rps:,.0f} req/s vs {needed:,.0f}",
-                     met(results.read.rps >= needed)])
-    orders = results.orders
-    if orders and orders.load:
-        # both in one run: the full load, or the light one (whose latency does not include queueing)
-        runs = [run for run in (orders.load, orders.light) if run]
-        measured = "; ".join(f"{'light load ' if run is orders.light else ''}{run.rps:,.0f}/s, p99 {run.p99:.0f} ms"
-                             for run in runs)
-        rows.append(["orders >= 100/s with p99 < 250 ms", measured,
-                     met(any(run.rps >= 100 and run.p99 < 250 for run in runs))])
-    else:
-        rows.append(["orders >= 100/s with p99 < 250 ms", "not measured", "-"])
-    at_size = next((p for p in results.search if p.results and p.products == search_target_size(results)), None)
-    if at_size:
-        # every mix; under the full load and at light load (the hop floor's own p99 under the full load is
-        # above 50 ms on this machine, see the floors)
-        worst = max(r.p99 for r in at_size.results)
-        light = max((r.p99 for r in at_size.light), default=None)
-        measured = f"full load {worst:.1f} ms" + (f"; light load {light:.1f} ms" if light is not None else "")
-        rows.append([f"search p99 < 50 ms at {at_size.products:,} products (filters and text)", measured,
-                     latency_verdict(worst, light, 50)])
-    if results.relay:
-        # paced at the target, a run's rate ends just under it (the last event's lag is in it): the relay's
-        # capacity is the drain rate of a pre-loaded queue, when measured
-        rate = (results.relay_drain or results.relay).rate
-        lag = results.relay.lag_ms.get("p99")
-        rows.append(["relay >= 5,000 events/s, lag p99 < 1 s",
-                     f"{rate:,.0f}/s, lag p99 {lag:,.0f} ms" if lag is not None else "no events",
-                     met(rate >= 5000 and lag is not None and lag < 1000)])
-    errors = total_errors(results)
-    rows.append(["no errors", f"{errors} errors", met(errors == 0)])
-    peak = max(results_memory(results).values(), default=0)
-    rows.append([f"each service process < {MEMORY_LIMIT_MB} MB RSS under load", f"largest {peak:.0f} MB",
-                 met(0 < peak < MEMORY_LIMIT_MB)])
-    return rows
-
-
-def latency_verdict(full_p99, light_p99, limit):
-    """Met under the full load, or, said as such, only at light load (``light_p99`` None: not measured)."""
-    if light_p99 is None:
-        return met(full_p99 < limit)
-    if light_p99 < limit <= full_p99:
-        return "**met at light load** (not under the full load)"
-    return met(light_p99 < limit)
-
-
 def search_target_size(results):
     return getattr(results, "target_size", 100_000)
-
-
-def met(ok):
-    return "**met**" if ok else "**not met**"
 
 
 def total_errors(results):
@@ -164,6 +111,8 @@ def results_memory(results):
 
 
 def render(results, settings, server_versions, started_at, finished_at):
+    from bench.targets import table_rows  # it judges with this module's helpers
+
     bare, hop = floor_of(results, "bare"), floor_of(results, "hop")
     parts = [
         "# Benchmarks",
@@ -176,7 +125,8 @@ def render(results, settings, server_versions, started_at, finished_at):
         "means runs waited for a CPU). Latencies in milliseconds.",
         "## Machine", table(["", ""], machine().items()),
         "## Versions", table(["component", "version"], versions(server_versions).items()),
-        "## Targets (issue 8)", table(["target", "measured", ""], targets(results)),
+        "## Targets (issue 18: ratios to the floors of this run)",
+        table(["target", "measured", ""], table_rows(results)),
     ]
     parts += floors_section(results)
     parts += scenarios_section(results, bare, hop)
@@ -185,6 +135,7 @@ def render(results, settings, server_versions, started_at, finished_at):
     parts += kafka_section(results)
     parts += memory_section(results)
     parts += cpu_section(results)
+    parts += whole_system_section(results)
     parts += profiles_section(results)
     if results.notes:
         parts += ["## Notes from this run", "\n".join(f"- {note}" for note in results.notes)]
@@ -319,6 +270,31 @@ def cpu_section(results):
     return text
 
 
+def whole_system_section(results):
+    """Issue 18's figures: CPU of every process (the servers too) per hop floor request, per order, at rest."""
+    from bench.results_json import floors, idle_cpu_ms_per_s, per_order
+
+    rows = [[f"{kind} floor, per request", f"{figures['cpu_ms_per_request']:.2f}"]
+            for kind, figures in floors(results).items() if figures and figures["cpu_ms_per_request"] is not None]
+    orders = per_order(results, floor_of(results, "hop"))
+    if orders and orders["cpu_ms_per_order"] is not None:
+        by_process = ", ".join(f"{name} {ms:.1f}" for name, ms in orders["cpu_ms_per_order_by_process"].items())
+        rows.append(["per order (settled)", f"{orders['cpu_ms_per_order']:.1f} ({by_process})"])
+        rows.append(["hops per order (per order / hop floor)", orders["hops_per_order"] or "-"])
+        rows.append(["SQL statements / AMQP messages published per order",
+                     f"{orders['sql_per_order']} / {orders['amqp_per_order']}"])
+    idle, by_process = idle_cpu_ms_per_s(results)
+    if idle is not None:
+        rows.append(["at rest, per second", f"{idle:.1f} ({', '.join(f'{k} {v:.1f}' for k, v in by_process.items())})"])
+    if not rows:
+        return []
+    return ["## Whole-system CPU (ms): every process, RabbitMQ, MariaDB, Redis and tansu included",
+            "Counted with psutil over the measured runs (orders: until the work that follows them settled). The "
+            "servers are shared with the machine: these are this system's figures only on a quiet machine. SQL "
+            "statements: MariaDB's `Questions`; AMQP: messages published in the bench's vhost.",
+            table(["what", "CPU ms"], rows)]
+
+
 def profiles_section(results):
     loads = [r for kind in ("hop",) for r in results.floors.get(kind, [])[:1]]
     loads += [results.read] + [r for p in results.search for r in p.results]
@@ -344,7 +320,7 @@ def profiles_section(results):
 KNOBS = """`make bench` (or `.venv/bin/python -m bench.run`). It starts RabbitMQ, MariaDB and Redis if they are down,
 installs `wrk` with apt-get if it is missing, creates the RabbitMQ vhost `pos_bench`, the MariaDB databases
 `pos_bench_<service>` and a tansu broker of its own, runs everything with `config/bench.yml`, writes this file and
-removes what it created. Logs: `var/bench/log/`. Settings (environment):
+its machine-readable twin (`docs/benchmarks.json`, beside `BENCH_OUTPUT`) and removes what it created. Logs: `var/bench/log/`. Settings (environment):
 
 | variable | default | what |
 |---|---|---|
@@ -355,6 +331,7 @@ removes what it created. Logs: `var/bench/log/`. Settings (environment):
 | `BENCH_PRODUCTS` | 100000 | the catalogue size the search target is about |
 | `BENCH_SEARCH_SIZES` | 10000,100000,1000000 | sizes search is measured at |
 | `BENCH_MAX_SEED_SECONDS` | 240 | skip a size whose seeding is projected to take longer |
+| `BENCH_IDLE_SECONDS` | 20 | seconds the whole system's CPU is counted at rest (0: not measured) |
 | `BENCH_EVENTS` / `BENCH_KAFKA_MESSAGES` | 20000 / 50000 | relay events / raw produce messages |
 | `BENCH_RELAY_RATE` / `BENCH_RELAY_PUBLISHERS` | 5000 / 3 | relay publish rate (events/s) / publisher processes |
 | `BENCH_SCENARIOS` | floors,kafka,read,search,orders,relay | which parts run |

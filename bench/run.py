@@ -4,17 +4,19 @@ docs/benchmarks.md. Settings come from the environment (bench/settings.py; the t
 
 import os
 import sys
+import time
 import warnings
 from datetime import UTC, datetime
 
 warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
 
-from bench import infra, kafka, profiling, report, scenarios  # noqa: E402
+from bench import infra, kafka, profiling, report, results_json, scenarios  # noqa: E402
 from bench.floors import run_floors  # noqa: E402
-from bench.processes import MemorySampler  # noqa: E402
+from bench.processes import MemorySampler, wait_until_quiet  # noqa: E402
 from bench.seed import Catalogue  # noqa: E402
 from bench.settings import Settings  # noqa: E402
 from bench.system import migrate, start_system  # noqa: E402
+from bench.whole_system import Counters, CpuWindow, server_pids  # noqa: E402
 from scripts.processes import ROOT  # noqa: E402
 
 ORDER_PROCESSES = ("gateway", "orders", "inventory", "products", "notifications")  # profiled while orders run
@@ -42,15 +44,16 @@ def main():
     infra.flush_redis(redis_uri)
     broker = infra.Kafka(settings.work_dir / "log" / "tansu.log")
     env = bench_env(settings, vhost, databases, broker, redis_uri)
+    servers = server_pids(broker.process.pid)
     try:
         if settings.wants("floors"):
             say("floors: bare @http, @http + one RPC, and the RPC-hop experiments")
-            results.floors = run_floors(settings, env, wrk, settings.work_dir / "log")
+            results.floors = run_floors(settings, env, wrk, settings.work_dir / "log", servers)
         if settings.wants("kafka"):
             say(f"raw confluent-kafka produce of {settings.kafka_messages:,} messages")
             results.kafka_floor = kafka.produce_floor(broker.bootstrap, settings.kafka_messages)
         if any(settings.wants(name) for name in ("read", "search", "orders", "relay")):
-            run_system_scenarios(settings, env, wrk, databases, broker, results)
+            run_system_scenarios(settings, env, wrk, databases, broker, results, servers, vhost.name)
         server_versions = infra.server_versions(redis_uri)
     finally:
         say("cleaning up")
@@ -59,8 +62,11 @@ def main():
         databases.drop()
         infra.flush_redis(redis_uri)
     settings.output.parent.mkdir(parents=True, exist_ok=True)
-    settings.output.write_text(report.render(results, settings, server_versions, started_at, datetime.now(UTC)))
-    say(f"wrote {settings.output}")
+    finished_at = datetime.now(UTC)
+    settings.output.write_text(report.render(results, settings, server_versions, started_at, finished_at))
+    json_output = settings.output.with_suffix(".json")
+    json_output.write_text(results_json.render(results, settings, server_versions, started_at, finished_at))
+    say(f"wrote {settings.output} and {json_output}")
     return 0
 
 
@@ -72,7 +78,7 @@ def bench_env(settings, vhost, databases, broker, redis_uri):
             "PUBLIC_BASE_URL": f"http://{address}"}
 
 
-def run_system_scenarios(settings, env, wrk, databases, broker, results):
+def run_system_scenarios(settings, env, wrk, databases, broker, results, servers, vhost_name):
     say("migrating the pos_bench_* databases and starting the system (config/bench.yml)")
     migrate(settings, env)
     fleet, results.started_processes = start_system(settings, env, env["PAYMENT_PROVIDER_ADDRESS"])
@@ -84,7 +90,11 @@ def run_system_scenarios(settings, env, wrk, databases, broker, results):
     def profile(*names):
         return {name: pids[name] for name in names if name in pids} if settings.profile else None
 
+    everything = {**servers, **pids}
     try:
+        if settings.idle_seconds > 0:
+            say(f"at rest: {settings.idle_seconds:g} s with no traffic")
+            results.idle = at_rest(settings, everything)
         catalogue.grow_to(ORDER_PRODUCTS, on_hand=10_000_000)
         sizes = sorted(settings.search_sizes) if settings.wants("search") else []
         small, large = [s for s in sizes if s <= settings.products], [s for s in sizes if s > settings.products]
@@ -101,8 +111,12 @@ def run_system_scenarios(settings, env, wrk, databases, broker, results):
         if settings.wants("orders"):
             sampler.switch("orders")
             say("POST /orders to PAID")
+            window, counters = CpuWindow(everything).start(), Counters(vhost_name).start()
             results.orders = scenarios.place_orders(settings, base_url, list(range(1, ORDER_PRODUCTS + 1)), wrk,
                                                     env["AMQP_URI"], profile(*ORDER_PROCESSES), log=say)
+            wait_until_quiet()  # the emails, invoices and relays that follow the last order
+            time.sleep(6)  # RabbitMQ's message statistics are collected every 5 s
+            results.orders_cost = {"cpu_seconds": window.stop(), **counters.delta()}
         if settings.wants("relay"):
             sampler.switch("relay")
             say(f"relay of {settings.relay_events:,} events AMQP -> Kafka")
@@ -122,6 +136,14 @@ def run_system_scenarios(settings, env, wrk, databases, broker, results):
         if failed:
             results.notes.append(f"{failed[0]} exited (code {failed[1]}) during the run: see var/bench/log/")
         fleet.stop()
+
+
+def at_rest(settings, pids):
+    """Whole-system CPU with no traffic, once the machine has settled after start-up."""
+    wait_until_quiet()
+    window = CpuWindow(pids).start()
+    time.sleep(settings.idle_seconds)
+    return {"seconds": settings.idle_seconds, "cpu_seconds": window.stop()}
 
 
 def relay(settings, env, broker, profile):

@@ -39,6 +39,7 @@ class Settings:
     relay_rate: int = field(default_factory=lambda: _int("BENCH_RELAY_RATE", 5000))
     relay_publishers: int = field(default_factory=lambda: _int("BENCH_RELAY_PUBLISHERS", 3))
     kafka_messages: int = field(default_factory=lambda: _int("BENCH_KAFKA_MESSAGES", 50_000))
+    idle_seconds: float = field(default_factory=lambda: _float("BENCH_IDLE_SECONDS", 20))
     floor_experiments: bool = field(default_factory=lambda: os.environ.get("BENCH_EXPERIMENTS", "1") == "1")
     profile: bool = field(default_factory=lambda: os.environ.get("BENCH_PROFILE", "1") == "1")
     # names the vhost and databases, and the Redis db: two benches with different names can run side by side

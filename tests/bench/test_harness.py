@@ -3,25 +3,32 @@
 Nothing here asserts speed: speed is what `make bench` reports.
 """
 
+import json
 import os
 import subprocess
 import sys
 import time
 from datetime import datetime
+from urllib.parse import unquote
 
+import pymysql
 import pytest
+from kombu import Connection
 from nameko import config
 from sqlalchemy import func, select
 
-from bench import infra, profiling, report
+from bench import infra, profiling, report, results_json
 from bench.floors import HOP, Experiment, run_floor
 from bench.kafka import Throughput, percentiles, produce_floor
 from bench.loadgen import Load, LoadResult, request_lines, run_wrk
 from bench.scenarios import OrdersResult, SearchPoint
 from bench.seed import Catalogue
 from bench.settings import Settings
+from bench.targets import targets
+from bench.whole_system import Counters, CpuWindow, server_pids
 from common.db import make_engine
 from common.migrations import upgrade
+from common.timers import wait_for
 from scripts.tansu import free_port, launch
 
 
@@ -50,11 +57,13 @@ def tiny(tmp_path, monkeypatch):
 def test_a_floor_is_loaded_through_wrk_and_answers_without_errors(rabbit_config, tiny, wrk, tmp_path, experiment):
     env = {**os.environ, "AMQP_URI": config["AMQP_URI"], "PYTHONWARNINGS": "ignore"}
 
-    result = run_floor("hop", experiment, tiny, env, wrk, tmp_path / "log")
+    result = run_floor("hop", experiment, tiny, env, wrk, tmp_path / "log", servers=server_pids())
 
     assert result.requests > 0
     assert result.errors == 0, result.error_kinds
     assert 0 < result.p50 <= result.p99 <= result.max
+    assert {"floor_hop_0", "floor_constant_0", "rabbitmq"} <= set(result.cpu_seconds)
+    assert result.cpu_seconds["floor_hop_0"] > 0 and result.cpu_ms_per_request() > 0
 
 
 def test_a_floor_that_cannot_start_is_reported(rabbit_config, tiny, wrk, tmp_path):
@@ -132,35 +141,96 @@ def test_the_report_compares_to_floors_and_judges_the_targets(tmp_path):
     text = report.render(results, settings, {"MariaDB": "10.11"}, datetime.now(), datetime.now())
 
     assert "| warm product read >= 0.5 x bare floor | 1,200 req/s vs 1,500 | **not met** |" in text
-    assert "| search p99 < 50 ms at 100,000 products (filters and text) | full load 80.0 ms | **not met** |" in text
+    assert "| whole-system CPU per order <= 15 x one hop's | not measured | - |" in text
     assert "| relay >= 5,000 events/s, lag p99 < 1 s | 6,000/s, lag p99 900 ms | **met** |" in text
     assert "largest 160 MB | **not met**" in text
     assert "| read | 1,200 | 0.0 | 0.0 | 30.0 | 0 | 0.0 | 0.40 | bare |" in text
     assert "skipped: too slow" in text
 
 
-def test_latency_targets_also_judge_the_light_load_runs():
+def measured_run():
     results = report.Results()
     results.target_size = 100_000
-    results.floors = {"bare": [LoadResult("bare", 3000, 1.0)], "hop": [LoadResult("hop", 470, 1.0, p99=130)],
+    hop = LoadResult("hop", 500, 1.0, p99=130, cpu_seconds={"floor_hop_0": 0.6, "rabbitmq": 0.4})  # 2 ms each
+    results.floors = {"bare": [LoadResult("bare", 3000, 1.0)], "hop": [hop],
                       "hop_light": LoadResult("hop, light load (-c4)", 400, 1.0, p99=15)}
     search = SearchPoint(100_000, 12.0, [LoadResult("search (filters) at 100,000", 400, 1.0, p99=80),
                                          LoadResult("search (text) at 100,000", 300, 1.0, p99=95)])
     search.light = [LoadResult("search (filters) at 100,000, light load (-c4)", 200, 1.0, p99=30),
                     LoadResult("search (text) at 100,000, light load (-c4)", 150, 1.0, p99=45)]
-    results.search = [search]
-    results.orders = OrdersResult(LoadResult("POST /orders", 120, 1.0, p99=900),
-                                  LoadResult("POST /orders, light load (-c4)", 60, 1.0, p99=120), 1800, 1800)
+    results.search = [search, SearchPoint(1_000_000, 0.0, skipped="skipped: seeding too slow")]
+    results.orders = OrdersResult(LoadResult("POST /orders", 30, 1.0, p99=900),
+                                  LoadResult("POST /orders, light load (-c4)", 10, 1.0, p99=70), 40, 40,
+                                  {"p50": 100.0, "p99": 300.0})
+    results.orders_cost = {"cpu_seconds": {"orders": 0.8, "mariadb": 0.2}, "sql": 1200, "amqp": 600}
+    results.idle = {"seconds": 20, "cpu_seconds": {"payments": 0.1, "rabbitmq": 0.3}}
+    return results
 
-    rows = {row[0]: row[1:] for row in report.targets(results)}
 
-    assert rows["search p99 < 50 ms at 100,000 products (filters and text)"] == [
-        "full load 95.0 ms; light load 45.0 ms", "**met at light load** (not under the full load)"]
-    assert rows["orders >= 100/s with p99 < 250 ms"] == ["120/s, p99 900 ms; light load 60/s, p99 120 ms",
-                                                         "**not met**"]  # never both in one run
-    search.light[1].p99 = 51
-    rows = {row[0]: row[1:] for row in report.targets(results)}
-    assert rows["search p99 < 50 ms at 100,000 products (filters and text)"][1] == "**not met**"
+def test_targets_are_ratios_to_the_floors_of_the_same_run():
+    rows = {t.name: (t.measured, t.met) for t in targets(measured_run())}
+
+    assert rows["whole-system CPU per order <= 15 x one hop's"] == ("25.0 ms = 12.5 hops (hop 2.00 ms)", True)
+    assert rows["orders/s >= hop req/s / 20 (full load)"] == ("30.0/s vs 25.0", True)
+    assert rows["POST /orders p99 at light load <= 5 x hop light p99"] == ("70 ms vs 75", True)
+    assert rows["time to PAID p99 <= 15 x hop light p99 (every order of the phase)"] == ("300 ms vs 225", False)
+    assert rows["whole system at rest < 10 ms CPU per second"] == ("20.0 ms/s", False)
+    assert rows["search text p99 at light load <= 3 x hop light p99 at 100,000 products"] == ("45.0 ms vs 45.0", True)
+    assert rows["search filters p99 at light load <= 3 x hop light p99 at 1,000,000 products"] == (
+        "skipped: seeding too slow", False)
+
+
+def test_benchmarks_json_has_the_issues_layout_with_null_for_what_was_not_measured():
+    results = measured_run()
+    data = json.loads(results_json.render(results, Settings(), {}, datetime.now(), datetime.now()))
+
+    assert data["floors"]["hop"] == {"req_per_s": 500.0, "p50_ms": 0.0, "p99_ms": 130.0, "cpu_ms_per_request": 2.0,
+                                     "errors": 0, "light_p99_ms": 15.0}
+    assert data["floors"]["bare"]["cpu_ms_per_request"] is None
+    orders = data["orders"]
+    assert (orders["cpu_ms_per_order"], orders["hops_per_order"]) == (25.0, 12.5)
+    assert orders["cpu_ms_per_order_by_process"] == {"orders": 20.0, "mariadb": 5.0}
+    assert (orders["sql_per_order"], orders["amqp_per_order"], orders["rpc_per_order"]) == (30.0, 15.0, None)
+    assert (orders["time_to_paid_p99_ms"], orders["light_p99_ms"], orders["orders_per_s"]) == (300.0, 70.0, 30.0)
+    assert data["search"]["100000"]["text"] == {"req_per_s": 300.0, "p99_ms": 95.0, "light_p99_ms": 45.0,
+                                                "errors": 0}
+    assert data["search"]["1000000"] == {"skipped": "skipped: seeding too slow"}
+    assert data["read"] is None and data["relay"] is None
+    assert data["idle_cpu_ms_per_s"] == 20.0
+    assert {"target": "whole system at rest < 10 ms CPU per second", "measured": "20.0 ms/s",
+            "met": False} in data["targets"]
+
+
+def test_a_cpu_window_counts_a_busy_process_and_not_an_idle_one():
+    spin = "import time\nend = time.time() + 1.5\nwhile time.time() < end: pass"
+    busy = subprocess.Popen([sys.executable, "-c", spin])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
+    try:
+        window = CpuWindow({"busy": busy.pid, "idle": idle.pid}).start()
+        time.sleep(1.2)
+        used = window.stop()
+    finally:
+        busy.wait()
+        idle.wait()
+    assert used["busy"] > 0.3 and used["idle"] < 0.1
+
+
+def test_counters_see_sql_statements_and_amqp_publishes_of_their_vhost(rabbit_config):
+    vhost = unquote(config["AMQP_URI"].rsplit("/", 1)[1])
+    counters = Counters(vhost).start()
+    connection = pymysql.connect(**infra.MYSQL)
+    with connection.cursor() as cursor:
+        for _ in range(25):
+            cursor.execute("SELECT 1")
+    connection.close()
+    with Connection(config["AMQP_URI"]) as amqp:
+        producer = amqp.Producer()
+        for _ in range(7):
+            producer.publish({"n": 1}, exchange="amq.topic", routing_key="bench.count")
+
+    assert wait_for(lambda: (counters.delta()["amqp"] or 0) >= 7, 15, interval=1)
+    delta = counters.delta()
+    assert delta["amqp"] == 7 and delta["sql"] >= 25
 
 
 def test_a_delay_paces_each_wrk_connection(wrk, tmp_path):
