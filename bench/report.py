@@ -320,7 +320,8 @@ def profiles_section(results):
 KNOBS = """`make bench` (or `.venv/bin/python -m bench.run`). It starts RabbitMQ, MariaDB and Redis if they are down,
 installs `wrk` with apt-get if it is missing, creates the RabbitMQ vhost `pos_bench`, the MariaDB databases
 `pos_bench_<service>` and a tansu broker of its own, runs everything with `config/bench.yml`, writes this file and
-its machine-readable twin (`docs/benchmarks.json`, beside `BENCH_OUTPUT`) and removes what it created. Logs: `var/bench/log/`. Settings (environment):
+its machine-readable twin (`docs/benchmarks.json`, beside `BENCH_OUTPUT`) and removes what it created. Logs:
+`var/bench/log/`. Settings (environment):
 
 | variable | default | what |
 |---|---|---|

@@ -138,3 +138,27 @@ def test_emails_greet_any_name_in_both_parts():
         "order": order, "customer": {"name": NAME, "email": "zoe@example.com"}})
     assert NAME in text and NAME in html
     assert "李小龙" in html
+
+
+def embedded_fonts(pdf, tmp_path):
+    path = tmp_path / "fonts.pdf"
+    path.write_bytes(pdf)
+    listing = subprocess.run(["pdffonts", str(path)], capture_output=True, check=True, text=True).stdout
+    return {line.split()[0].split("+")[-1] for line in listing.splitlines()[2:] if line.strip()}
+
+
+@needs_poppler
+def test_the_cjk_fallback_font_is_embedded_only_when_a_name_needs_it(tmp_path):
+    latin = an_order(7, 3)
+    latin["shipping_address"]["name"] = "Zoë Łukasz Ñandú Σωκράτης Жуков"
+    cjk = an_order(8, 1)
+    cjk["shipping_address"]["name"] = NAME
+
+    latin_pdf = render_invoice_pdf(latin, "INV-2026-000010", datetime(2026, 12, 2), SHOP)
+    cjk_pdf = render_invoice_pdf(cjk, "INV-2026-000011", datetime(2026, 12, 2), SHOP)
+
+    assert not any("Droid" in font for font in embedded_fonts(latin_pdf, tmp_path))
+    assert any("Droid" in font for font in embedded_fonts(cjk_pdf, tmp_path))
+    for pdf, name in ((latin_pdf, latin["shipping_address"]["name"]), (cjk_pdf, NAME)):
+        text = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True).stdout.decode()
+        assert name in text
