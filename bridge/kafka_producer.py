@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 _time = patcher.original("time")
 
 BUSY_POLL_SECONDS = 0.002   # while deliveries are in flight: adds at most this to an event's lag
-IDLE_POLL_SECONDS = 0.1
+IDLE_POLL_SECONDS = 1.0  # a produce() ends the wait at once; this only paces error reports
 RESTART_COOLDOWN_SECONDS = 5.0
 SWEEP_SECONDS = 1.0
 ERROR_LOG_INTERVAL = 30.0

@@ -5,8 +5,9 @@ A service maps ``OutboxMessageMixin`` onto its own Base, declares ``outbox = Out
 ``self.outbox.add(session, event_type, aggregate_id, data)`` inside the transaction that commits the change. One
 relay greenlet per process publishes unsent rows in id order (so one aggregate's events keep their order) to the
 Nameko events exchange ``<service>.events`` with publisher confirms, and marks them sent only after the broker
-confirmed them. It wakes as soon as a worker that wrote events ends, and also polls, so rows left by a crash or a
-broker outage go out when things recover: nothing committed is lost, repeats are possible.
+confirmed them. It wakes as soon as a worker that wrote events ends, and also polls (every
+``OUTBOX_POLL_INTERVAL``, backing off to ``OUTBOX_IDLE_POLL_MAX_SECONDS`` while it finds nothing), so rows left by
+a crash or a broker outage go out when things recover: nothing committed is lost, repeats are possible.
 
 While its container runs the outbox exports its backlog (``pos_outbox_backlog{service}``, counted when scraped)
 and counts every event the broker confirmed in ``pos_domain_events_total``.
@@ -88,6 +89,7 @@ class Outbox(DependencyProvider):
         )
         if self.poll_interval is None:
             self.poll_interval = float(config.get("OUTBOX_POLL_INTERVAL", 1.0))
+        self.idle_poll_max = max(self.poll_interval, float(config.get("OUTBOX_IDLE_POLL_MAX_SECONDS", 5.0)))
         self.wakeup = Event()
         self.running = False
 
@@ -130,11 +132,18 @@ class Outbox(DependencyProvider):
             self.wakeup.send(True)
 
     def run_relay(self):
+        idle_delay = self.poll_interval
         while self.running:
             try:
-                while self.relay_batch() == BATCH_SIZE:
-                    pass
-                delay = self.poll_interval
+                sent = self.relay_batch()
+                total = sent
+                while sent == BATCH_SIZE:
+                    sent = self.relay_batch()
+                    total += sent
+                # a worker of this process kicks the relay, so polling only finds what a crashed replica left:
+                # when it finds nothing, poll less and less often (the system's CPU at rest), up to the bound
+                idle_delay = self.poll_interval if total else min(idle_delay * 2, self.idle_poll_max)
+                delay = idle_delay
             except Exception:
                 log.warning("outbox relay of %s failed; retrying", self.container.service_name,
                             exc_info=True)

@@ -2,6 +2,7 @@
 
 import json
 
+import eventlet
 import pytest
 from nameko import config
 from nameko.events import event_handler
@@ -151,3 +152,25 @@ def published(uri):
             return len(session.scalars(select(OutboxMessage).where(OutboxMessage.published_at.isnot(None))).all())
     finally:
         engine.dispose()
+
+
+def test_an_idle_relay_polls_less_and_less_often_but_still_finds_what_another_process_left(
+        notes_db, container_factory):
+    listener = container_factory(Listener)
+    listener.start()
+    notes = container_factory(NotesService)
+    outbox = next(d for d in notes.dependencies if isinstance(d, Outbox))
+    polls = []
+    relay_batch = outbox.relay_batch
+    outbox.relay_batch = lambda: polls.append(1) or relay_batch()
+    with config.patch({"OUTBOX_IDLE_POLL_MAX_SECONDS": 3.0}):
+        notes.start()
+    eventlet.sleep(6.5)  # every 0.2 s would be 33 polls; backing off: at 0, 0.2, 0.6, 1.4, 3.0, 6.0 s
+    assert 4 <= len(polls) <= 8, len(polls)
+
+    engine = make_engine(notes_db)  # a row that no worker of this process wrote (a crashed replica's)
+    with Session(engine) as session, session.begin():
+        env = make_envelope("note.written", 9, {"text": "left by a crash"}, source="notes")
+        session.add(OutboxMessage(event_id=env["event_id"], event_type="note.written", aggregate_id="9",
+                                  envelope=json.dumps(env)))
+    wait_until(lambda: received, timeout=8, message="the row left by a crash, within the back-off's bound")
