@@ -213,3 +213,29 @@ def test_replica_uris_come_as_a_list_or_comma_separated():
         assert replica_uris("x:Base") == ["mysql://c"]
         assert replica_uris("s:Base") == []
         assert replica_uris("none:Base") == []
+
+
+def test_readiness_shows_each_replica_and_its_lag_without_failing_for_it(replicated_databases, mariadb_replication):
+    from common import health
+    from gateway.routes.operations import replica_checks
+
+    primary_uri, replica_uri = replicated_databases(["notes"])["notes"]
+    with config.patch({"DB_URIS": {"notes:Base": primary_uri}, "DB_REPLICA_URIS": {"notes:Base": replica_uri},
+                       "DB_REPLICA_MAX_LAG_SECONDS": MAX_LAG}):
+        def probe():
+            checks = {"database:notes": lambda: health.check_database(primary_uri), **replica_checks(2)}
+            return health.run_checks(checks, 2, optional=[name for name in checks if name.startswith("replica:")])
+
+        ready, results = probe()
+        assert ready and results["replica:notes:0"]["status"] == "UP", results
+        assert results["replica:notes:0"]["lag_seconds"] == 0.0
+        mariadb_replication.replica.query("STOP SLAVE")
+        mariadb_replication.primary.query(f"CREATE TABLE {primary_uri.rsplit('/', 1)[1].split('?')[0]}.t (i int)")
+        ready, results = probe()
+        assert ready, results  # the replica is optional: reads go to the primary meanwhile
+        assert results["replica:notes:0"]["status"] == "DOWN"
+        assert results["replica:notes:0"]["optional"] is True
+        assert "not running" in results["replica:notes:0"]["error"]
+        mariadb_replication.replica.kill()
+        ready, results = probe()
+        assert ready and results["replica:notes:0"]["status"] == "DOWN", results
