@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.sql.elements import TextClause
 
 from common import replicas
 from common.events import AlreadyHandled, can_record, record_delivery
@@ -124,32 +125,47 @@ class Database(NamekoDatabase):
         uris = replicas.replica_uris(f"{service}:{self.declarative_base.__name__}")
         if uris:
             self.replicas = replicas.ReplicaSet(service, self.engine, [
-                replicas.Replica(uri, self._replica_engine(uri)) for uri in uris], *replicas.settings())
+                replicas.Replica(uri, self._replica_engine(uri), self._check_engine(uri)) for uri in uris],
+                *replicas.settings())
             event.listen(self.Session, "do_orm_execute", note_write)
             event.listen(self.Session, "after_flush", lambda session, _context: session.info.update(wrote=True))
             event.listen(self.Session, "after_commit", self._record_position)
 
     def _replica_engine(self, uri):
         options = {**engine_options(uri, self.container.max_workers), **self.engine_options}
-        options["connect_args"] = {**options.get("connect_args", {}), **replicas.replica_connect_args()}
+        options["connect_args"] = {**options.get("connect_args", {}),
+                                   "connect_timeout": replicas.CONNECT_TIMEOUT_SECONDS}
         engine = create_engine(uri, **options)
+        replicas.read_only_connections(engine)
         time_statements(engine, self.container.service_name)
         return engine
 
+    @staticmethod
+    def _check_engine(uri):
+        timeouts = {"connect_timeout": replicas.CONNECT_TIMEOUT_SECONDS, "read_timeout": replicas.CHECK_TIMEOUT_SECONDS,
+                    "write_timeout": replicas.CHECK_TIMEOUT_SECONDS}
+        return create_engine(uri, pool_size=1, max_overflow=0, pool_recycle=1800,
+                             connect_args={**engine_options(uri).get("connect_args", {}), **timeouts})
+
     def start(self):
+        self.checks = None
         if self.replicas is not None:
             self.replicas.check()  # the first reads already know which replicas are fit
-            self.container.spawn_managed_thread(self.replicas.run, identifier="db-replica-checks")
+            self.checks = self.container.spawn_managed_thread(self.replicas.run, identifier="db-replica-checks")
 
     def stop(self):
-        if self.replicas is not None:
-            self.replicas.dispose()
+        self._stop_replicas()
         super().stop()
 
     def kill(self):
-        if self.replicas is not None:
-            self.replicas.dispose()
+        self._stop_replicas()
         super().kill()
+
+    def _stop_replicas(self):
+        if self.replicas is not None:
+            if getattr(self, "checks", None) is not None:
+                self.checks.kill()
+            self.replicas.dispose()
 
     def replica_report(self):
         return self.replicas.report() if self.replicas is not None else []
@@ -197,14 +213,22 @@ class ReadOnlySession(Exception):
     """A read-only entrypoint tried to write: declare it without ``read_only``."""
 
 
-def note_write(state):
+def writes(state):
+    """Does an ORM execution write? (ORM/Core DML, or a textual statement that starts like one)"""
     if state.is_insert or state.is_update or state.is_delete:
+        return True
+    return isinstance(state.statement, TextClause) and \
+        state.statement.text.lstrip()[:7].upper().startswith(("INSERT", "UPDATE", "DELETE", "REPLACE"))
+
+
+def note_write(state):
+    if writes(state):
         state.session.info["wrote"] = True
 
 
 def guard_reads(session_factory):
     def refuse_statement(state):
-        if state.is_insert or state.is_update or state.is_delete:
+        if writes(state):
             raise ReadOnlySession("a read-only entrypoint may not write")
 
     def refuse_flush(session, _context, _instances):

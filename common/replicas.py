@@ -20,7 +20,7 @@ import time
 
 import eventlet
 from nameko import config
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -32,6 +32,7 @@ DEFAULT_MAX_LAG_SECONDS = 5.0
 DEFAULT_CHECK_SECONDS = 1.0
 DEFAULT_WAIT_SECONDS = 0.5
 CONNECT_TIMEOUT_SECONDS = 2
+CHECK_TIMEOUT_SECONDS = 2
 
 
 def replica_uris(key):
@@ -96,11 +97,25 @@ def wanted_position(data, service):
 
 # --- the replicas ---------------------------------------------------------------------------------------------
 
+def read_only_connections(engine):
+    """Every connection of a replica engine refuses writes in the server too (``ReadOnlySession`` is the first
+    guard, in the session)."""
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record):
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET SESSION TRANSACTION READ ONLY")
+
+
 class Replica:
-    def __init__(self, uri, engine):
+    """``engine`` serves the reads; ``checks`` (one connection, with read timeouts) the periodic checks, so a
+    replica that hangs rather than refusing connections fails its check instead of stalling it."""
+
+    def __init__(self, uri, engine, checks):
         url = make_url(uri)
         self.name = f"{url.host}:{url.port or 3306}"
         self.engine = engine
+        self.checks = checks
         self.fit = False  # in the rotation: reachable and within the lag bound at the last check
         self.position = None
         self.lag = None
@@ -137,7 +152,7 @@ class ReplicaSet:
 
     def _check(self, replica, now):
         try:
-            with replica.engine.connect() as connection:
+            with replica.checks.connect() as connection:
                 replica.position = connection.exec_driver_sql("SELECT @@gtid_slave_pos").scalar()
         except SQLAlchemyError as exc:
             self._out(replica, f"{type(exc).__name__}: {exc}"[:300])
@@ -189,7 +204,4 @@ class ReplicaSet:
     def dispose(self):
         for replica in self.replicas:
             replica.engine.dispose()
-
-
-def replica_connect_args():
-    return {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+            replica.checks.dispose()

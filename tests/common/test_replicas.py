@@ -171,6 +171,25 @@ def test_a_killed_replica_is_skipped_without_errors_and_used_again_when_back(not
         assert reads(replica) == before + 1
 
 
+def test_a_replica_that_hangs_fails_its_checks_and_reads_go_to_the_primary(notes, mariadb_replication):
+    import os
+    import signal
+
+    provider = notes()
+    with ServiceRpcClient("notes") as client:
+        note_id = client.add("before the freeze")
+        assert replica_fit(provider)
+        os.kill(mariadb_replication.replica.process.pid, signal.SIGSTOP)
+        try:
+            assert replica_fit(provider, fit=False), provider.replica_report()
+            before = reads(PRIMARY)
+            assert client.read(note_id) == "before the freeze"
+            assert reads(PRIMARY) == before + 1
+        finally:
+            os.kill(mariadb_replication.replica.process.pid, signal.SIGCONT)
+        assert replica_fit(provider), provider.replica_report()
+
+
 def test_a_read_only_entrypoint_may_not_write(notes):
     notes()
     with ServiceRpcClient("notes") as client:
