@@ -112,6 +112,7 @@ class Database(NamekoDatabase):
         super().__init__(declarative_base, **options)
         self.handled_events = handled_events
         self.replicas = None
+        self.checks = None  # the greenlet that checks the replicas
 
     def setup(self):
         super().setup()
@@ -148,7 +149,6 @@ class Database(NamekoDatabase):
                              connect_args={**engine_options(uri).get("connect_args", {}), **timeouts})
 
     def start(self):
-        self.checks = None
         if self.replicas is not None:
             self.replicas.check()  # the first reads already know which replicas are fit
             self.checks = self.container.spawn_managed_thread(self.replicas.run, identifier="db-replica-checks")
@@ -163,7 +163,7 @@ class Database(NamekoDatabase):
 
     def _stop_replicas(self):
         if self.replicas is not None:
-            if getattr(self, "checks", None) is not None:
+            if self.checks is not None:
                 self.checks.kill()
             self.replicas.dispose()
 

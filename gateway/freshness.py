@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SECONDS = 60
 KEY_PREFIX = "pos-gateway-positions:"
+CLIENT_ENV = "pos.client"  # the rate limiter's client key, set by ``Api.handle_request``
+POSITIONS_ENV = "pos.positions"  # what the request started with
 
 
 def replicas_configured():
@@ -62,14 +64,16 @@ class ClientPositions:
         except Exception:  # noqa: BLE001
             log.warning("cannot store a client's write positions", exc_info=True)
 
-    def context_for(self, client):
-        positions = self.recall(client)
-        return {POSITIONS_KEY: positions} if positions else {}
+    def before_worker(self, request, context_data):
+        positions = self.recall(request.environ[CLIENT_ENV]) if CLIENT_ENV in request.environ else None
+        if positions:
+            context_data[POSITIONS_KEY] = positions
+        request.environ[POSITIONS_ENV] = positions
 
-    def after_worker(self, client, context_data, seen):
+    def after_worker(self, request, context_data):
         positions = context_data.get(POSITIONS_KEY)
-        if positions and positions != seen:
-            self.remember(client, positions)
+        if positions and CLIENT_ENV in request.environ and positions != request.environ.get(POSITIONS_ENV):
+            self.remember(request.environ[CLIENT_ENV], positions)
 
     def close(self):
         if self.redis is not None:

@@ -38,9 +38,8 @@ from werkzeug.wrappers import Request, Response
 
 from common.correlation import CORRELATION_KEY, REQUEST_ID_HEADER, acceptable_request_id
 from common.errors import DomainError, Unauthorized, as_domain_error
-from common.replicas import POSITIONS_KEY
 from gateway.auth import Auth, bearer_token, decode_token
-from gateway.freshness import ClientPositions
+from gateway.freshness import CLIENT_ENV, ClientPositions
 from gateway.protocol import MAX_URL_BYTES, ApiProtocol
 from gateway.ratelimit import RateLimiter, client_address, route_class
 from gateway.security import EdgePolicy, is_preflight
@@ -51,8 +50,6 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 REQUEST_ID_ENV = "pos.request_id"
 ROUTE_ENV = "pos.route"
-CLIENT_ENV = "pos.client"
-POSITIONS_ENV = "pos.positions"
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32  # far deeper than any schema; bounds the work (and the recursion) a body can cause
 DEFAULT_SOCKET_TIMEOUT_SECONDS = 30
@@ -342,17 +339,8 @@ class ApiServer(WebServer):
     def context_data_from_headers(self, request):
         data = {CORRELATION_KEY: request.environ[REQUEST_ID_ENV]}
         if self.positions is not None:
-            client = request.environ.get(CLIENT_ENV) or self.rate_limit_client(request)
-            request.environ[CLIENT_ENV] = client
-            data.update(self.positions.context_for(client))
-            request.environ[POSITIONS_ENV] = data.get(POSITIONS_KEY)
+            self.positions.before_worker(request, data)
         return data
-
-    def remember_positions(self, request, context_data):
-        """Before the response leaves: the client's next request must find its write (gateway/freshness.py)."""
-        if self.positions is not None and CLIENT_ENV in request.environ:
-            self.positions.after_worker(request.environ[CLIENT_ENV], context_data,
-                                        request.environ.get(POSITIONS_ENV))
 
 
 class ApiApp(WsgiApp):
@@ -434,7 +422,8 @@ class Api(HttpRequestHandler):
                 self.response_from_exception(exc_info[1], request)
         except Exception as exc:  # a payload that is not JSON-able
             response = self.response_from_exception(exc, request)
-        self.server.remember_positions(request, worker_ctx.data)
+        if self.server.positions is not None:  # before the response leaves: the client's next request needs it
+            self.server.positions.after_worker(request, worker_ctx.data)
         event.send(response)
         return response, exc_info
 

@@ -2,9 +2,10 @@
 
 import pytest
 from nameko import config
+from werkzeug.wrappers import Request
 
 from common.replicas import POSITIONS_KEY
-from gateway.freshness import ClientPositions
+from gateway.freshness import CLIENT_ENV, ClientPositions
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -15,16 +16,31 @@ def positions(request):
     store.close()
 
 
+def request_of(client):
+    return Request({CLIENT_ENV: client})
+
+
+def context(positions, client):
+    data = {"correlation_id": "r"}
+    positions.before_worker(request_of(client), data)
+    return data
+
+
 def test_a_write_learnt_in_one_request_goes_with_the_clients_next(positions):
-    assert positions.context_for("user:7") == {}
-    worker_data = {"correlation_id": "r1", POSITIONS_KEY: {"orders": "1-1-42"}}
-    positions.after_worker("user:7", worker_data, seen=None)
-    assert positions.context_for("user:7") == {POSITIONS_KEY: {"orders": "1-1-42"}}
-    assert positions.context_for("user:8") == {}  # another client's reads do not wait for it
+    assert context(positions, "user:7") == {"correlation_id": "r"}
+    request = request_of("user:7")
+    worker_data = {"correlation_id": "r1"}
+    positions.before_worker(request, worker_data)
+    worker_data[POSITIONS_KEY] = {"orders": "1-1-42"}  # what the write's reply brought (common.rpc)
+    positions.after_worker(request, worker_data)
+    assert context(positions, "user:7")[POSITIONS_KEY] == {"orders": "1-1-42"}
+    assert POSITIONS_KEY not in context(positions, "user:8")  # another client's reads do not wait for it
 
 
 def test_nothing_is_stored_when_the_worker_learnt_nothing(positions):
-    positions.after_worker("ip:127.0.0.1", {"correlation_id": "r1"}, seen=None)
+    request = request_of("ip:127.0.0.1")
+    positions.before_worker(request, {})
+    positions.after_worker(request, {"correlation_id": "r1"})
     assert positions.recall("ip:127.0.0.1") is None
 
 
