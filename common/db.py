@@ -1,16 +1,24 @@
 """The database session every service declares, and the engine settings that make SQLite and MySQL behave."""
 
+import functools
+import logging
 import sqlite3
 import time
 
 import eventlet
 from nameko_sqlalchemy import Database as NamekoDatabase
-from nameko_sqlalchemy.database import DatabaseWrapper
+from nameko_sqlalchemy.database import DatabaseWrapper, Session
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import sessionmaker
+from sqlalchemy.sql.elements import TextClause
 
+from common import replicas
 from common.events import AlreadyHandled, can_record, record_delivery
-from common.metrics import time_statements
+from common.metrics import count_read, time_statements
+
+log = logging.getLogger(__name__)
 
 SQLITE_LOCK_WAIT_SECONDS = 30
 DEFAULT_MAX_WORKERS = 10
@@ -89,24 +97,106 @@ def make_engine(uri, max_workers=DEFAULT_MAX_WORKERS, **extra):
 
 
 class Database(NamekoDatabase):
-    """nameko-sqlalchemy's provider with engines tuned per dialect (see ``make_engine``).
+    """nameko-sqlalchemy's provider with engines tuned per dialect (see ``make_engine``), and read replicas.
 
     ``handled_events``: the service's ``ProcessedEvent`` model. With it, each event handler's worker records its
     event in the first transaction it begins (``common.events.DomainEventHandler`` says which event that is).
+
+    Replicas (``common.replicas``): the workers of an entrypoint declared ``@rpc(read_only=True)`` get sessions on
+    a fit replica that has the caller's last write (else on the primary), and may not write; every other worker's
+    sessions are on the primary, and its commits record the primary's position for the caller. Without
+    ``DB_REPLICA_URIS`` for the service (SQLite, dev) every session is on the primary.
     """
 
     def __init__(self, declarative_base, handled_events=None, **options):
         super().__init__(declarative_base, **options)
         self.handled_events = handled_events
+        self.replicas = None
+        self.checks = None  # the greenlet that checks the replicas
 
     def setup(self):
         super().setup()
         self.engine.dispose()
+        service = self.container.service_name
         self.engine = make_engine(self.db_uri, self.container.max_workers, **self.engine_options)
         self.Session.configure(bind=self.engine)
-        time_statements(self.engine, self.container.service_name)
+        time_statements(self.engine, service)
+        self.ReadSession = sessionmaker(bind=self.engine, class_=Session, **self.session_options)
+        guard_reads(self.ReadSession)
+        uris = replicas.replica_uris(f"{service}:{self.declarative_base.__name__}")
+        if uris:
+            self.replicas = replicas.ReplicaSet(service, self.engine, [
+                replicas.Replica(uri, self._replica_engine(uri), self._check_engine(uri)) for uri in uris],
+                *replicas.settings())
+            event.listen(self.Session, "do_orm_execute", note_write)
+            event.listen(self.Session, "after_flush", lambda session, _context: session.info.update(wrote=True))
+            event.listen(self.Session, "after_commit", self._record_position)
+
+    def _replica_engine(self, uri):
+        options = {**engine_options(uri, self.container.max_workers), **self.engine_options}
+        options["connect_args"] = {**options.get("connect_args", {}),
+                                   "connect_timeout": replicas.CONNECT_TIMEOUT_SECONDS}
+        engine = create_engine(uri, **options)
+        replicas.read_only_connections(engine)
+        time_statements(engine, self.container.service_name)
+        return engine
+
+    @staticmethod
+    def _check_engine(uri):
+        timeouts = {"connect_timeout": replicas.CONNECT_TIMEOUT_SECONDS, "read_timeout": replicas.CHECK_TIMEOUT_SECONDS,
+                    "write_timeout": replicas.CHECK_TIMEOUT_SECONDS}
+        return create_engine(uri, pool_size=1, max_overflow=0, pool_recycle=1800,
+                             connect_args={**engine_options(uri).get("connect_args", {}), **timeouts})
+
+    def start(self):
+        if self.replicas is not None:
+            self.replicas.check()  # the first reads already know which replicas are fit
+            self.checks = self.container.spawn_managed_thread(self.replicas.run, identifier="db-replica-checks")
+
+    def stop(self):
+        self._stop_replicas()
+        super().stop()
+
+    def kill(self):
+        self._stop_replicas()
+        super().kill()
+
+    def _stop_replicas(self):
+        if self.replicas is not None:
+            if self.checks is not None:
+                self.checks.kill()
+            self.replicas.dispose()
+
+    def replica_report(self):
+        return self.replicas.report() if self.replicas is not None else []
 
     def get_dependency(self, worker_ctx):
+        if getattr(worker_ctx.entrypoint, "read_only", False):
+            db = ReadWrapper(self, worker_ctx)
+            self.dbs[worker_ctx] = db
+            return db
+        if self.replicas is not None:
+            return self._recording_dependency(worker_ctx)
+        return self._primary_dependency(worker_ctx)
+
+    def _recording_dependency(self, worker_ctx):
+        db = self._primary_dependency(worker_ctx)
+        db.Session = functools.partial(db.Session, info={"worker_data": worker_ctx.data})
+        return db
+
+    def _record_position(self, session):
+        data = session.info.get("worker_data")
+        if not session.info.pop("wrote", False) or data is None:
+            return
+        try:
+            with self.engine.connect() as connection:
+                position = connection.exec_driver_sql("SELECT @@gtid_binlog_pos").scalar()
+        except SQLAlchemyError as exc:  # committed all the same; the caller's next read may just be older
+            log.warning("cannot read the primary's position after a write: %r", exc)
+            return
+        replicas.merge_positions(data, {self.container.service_name: position})
+
+    def _primary_dependency(self, worker_ctx):
         delivery = getattr(worker_ctx.entrypoint, "delivery", None)
         if self.handled_events is None or delivery is None:
             return super().get_dependency(worker_ctx)
@@ -117,6 +207,65 @@ class Database(NamekoDatabase):
         db = OnceWrapper(self.Session, self.handled_events, *delivery(worker_ctx))
         self.dbs[worker_ctx] = db
         return db
+
+
+class ReadOnlySession(Exception):
+    """A read-only entrypoint tried to write: declare it without ``read_only``."""
+
+
+def writes(state):
+    """Does an ORM execution write? (ORM/Core DML, or a textual statement that starts like one)"""
+    if state.is_insert or state.is_update or state.is_delete:
+        return True
+    return isinstance(state.statement, TextClause) and \
+        state.statement.text.lstrip()[:7].upper().startswith(("INSERT", "UPDATE", "DELETE", "REPLACE"))
+
+
+def note_write(state):
+    if writes(state):
+        state.session.info["wrote"] = True
+
+
+def guard_reads(session_factory):
+    def refuse_statement(state):
+        if writes(state):
+            raise ReadOnlySession("a read-only entrypoint may not write")
+
+    def refuse_flush(session, _context, _instances):
+        if session.new or session.dirty or session.deleted:
+            raise ReadOnlySession("a read-only entrypoint may not write")
+
+    event.listen(session_factory, "do_orm_execute", refuse_statement)
+    event.listen(session_factory, "before_flush", refuse_flush)
+
+
+class ReadWrapper(DatabaseWrapper):
+    """A read-only worker's sessions: on the replica chosen at its first session (or the primary), never writing."""
+
+    def __init__(self, database, worker_ctx):
+        super().__init__(self._make_session)
+        self.database, self.worker_ctx = database, worker_ctx
+        self.bind = None
+        self.connection = None
+
+    def _make_session(self, **options):
+        if self.bind is None:
+            self.bind, target = self._choose()
+            count_read(self.database.container.service_name, target)
+        return self.database.ReadSession(bind=self.bind, **options)
+
+    def _choose(self):
+        replica_set = self.database.replicas
+        if replica_set is None:
+            return self.database.engine, replicas.PRIMARY
+        wanted = replicas.wanted_position(self.worker_ctx.data, self.database.container.service_name)
+        self.connection, target = replica_set.choose(wanted)
+        return (self.connection or self.database.engine), target
+
+    def close(self):
+        super().close()
+        if self.connection is not None:
+            self.connection.close()
 
 
 class OnceWrapper(DatabaseWrapper):

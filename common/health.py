@@ -56,10 +56,14 @@ def _copy(function, qualname):
     return copy
 
 
-def run_checks(checks, timeout=DEFAULT_TIMEOUT):
+def run_checks(checks, timeout=DEFAULT_TIMEOUT, optional=()):
+    """``optional``: names reported but not needed for readiness (a read replica: reads fall back to the primary)."""
     pool = eventlet.GreenPool(max(1, len(checks)))
     results = dict(zip(checks, pool.imap(lambda check: timed(check, timeout), checks.values()), strict=True))
-    return all(result["status"] == UP for result in results.values()), results
+    for name in optional:
+        if name in results:
+            results[name]["optional"] = True
+    return all(result["status"] == UP for name, result in results.items() if name not in optional), results
 
 
 def timed(check, timeout):
@@ -68,7 +72,9 @@ def timed(check, timeout):
     try:
         with eventlet.Timeout(timeout, TimeoutError(f"no answer within {timeout:g}s")):
             detail = check()
-        if detail:
+        if isinstance(detail, dict):
+            result.update(detail)
+        elif detail:
             result["detail"] = detail
     except Exception as exc:  # a readiness report names the failure instead of failing itself
         result = {"status": DOWN, "error": f"{type(exc).__name__}: {exc}"[:300]}
@@ -101,6 +107,33 @@ def check_database(uri, timeout=DEFAULT_TIMEOUT):
     with _engine(uri, timeout).connect() as connection:
         connection.execute(text("SELECT 1"))
     return None
+
+
+def check_replica(primary_uri, replica_uri, max_lag, timeout=DEFAULT_TIMEOUT):
+    """A read replica's state as a probe sees it: caught up with the primary, or its ``Seconds_Behind_Master``
+    (when the account may read ``SHOW SLAVE STATUS``); DOWN when unreachable, behind with replication stopped,
+    or lagging more than ``max_lag`` (then the services read from the primary)."""
+    from sqlalchemy import text
+
+    from common.replicas import reached
+
+    with _engine(replica_uri, timeout).connect() as connection:
+        applied = connection.execute(text("SELECT @@gtid_slave_pos")).scalar()
+        try:
+            status = connection.execute(text("SHOW SLAVE STATUS")).mappings().first()
+        except Exception:  # noqa: BLE001 -- no REPLICATION CLIENT privilege: the GTIDs still tell
+            status = None
+    with _engine(primary_uri, timeout).connect() as connection:
+        written = connection.execute(text("SELECT @@gtid_binlog_pos")).scalar()
+    if reached(applied, written):
+        return {"lag_seconds": 0.0, "detail": "caught up"}
+    lag = status.get("Seconds_Behind_Master") if status else None
+    if lag is None:
+        return {"status": DOWN, "lag_seconds": None, "error": f"behind the primary ({applied} < {written}), "
+                                                               "replication not running"}
+    if lag > max_lag:
+        return {"status": DOWN, "lag_seconds": float(lag), "error": f"lag above {max_lag:g}s"}
+    return {"lag_seconds": float(lag), "detail": "replicating"}
 
 
 def _check_sqlite(path):

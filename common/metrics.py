@@ -3,7 +3,8 @@ instruments the other providers use for their own figures.
 
 - entrypoint calls, latency and errors per service, entrypoint and kind (rpc, event, http, timer); an HTTP call's
   outcome is the status the gateway answered (its worker result is the response);
-- database statement timings: ``common.db.Database`` calls ``time_statements`` on its engine;
+- database statement timings: ``common.db.Database`` calls ``time_statements`` on its engines, and counts each
+  read-only worker's reads by target (``pos_db_reads_total{service,target}``: ``primary`` or a replica's host:port);
 - cache hits and misses and the outbox backlog: ``common.cache.Cache`` and ``common.outbox.Outbox`` each register a
   ``LiveCollector`` while their container runs, read when scraped;
 - domain events published, by source and type (orders by status, payments by outcome): ``count_domain_event``,
@@ -46,6 +47,10 @@ ENTRYPOINT_ERRORS = Counter(
 DB_STATEMENT_LATENCY = Histogram(
     "pos_db_statement_seconds", "Database statement time", ["service", "statement"], buckets=LATENCY_BUCKETS,
 )
+DB_READS = Counter(
+    "pos_db_reads_total", "Read-only workers' database sessions, by where they read (primary or a replica)",
+    ["service", "target"],
+)
 DOMAIN_EVENTS = Counter(
     "pos_domain_events_total", "Domain events published, by source service and event type",
     ["source", "event_type"],
@@ -55,6 +60,11 @@ DOMAIN_EVENTS = Counter(
 # (several services in one ``nameko run``, the tests) share it, and it outlives each of them.
 _exporters_started = set()
 _exporters_lock = threading.Lock()
+
+
+def count_read(service, target):
+    """Called by ``common.db`` once per read-only worker that opens a session, with the target it chose."""
+    DB_READS.labels(service, target).inc()
 
 
 def count_domain_event(source, event_type):

@@ -13,6 +13,7 @@ infrastructure (its database or the broker down, a timeout) answers ``Dependency
 (``common.errors.as_domain_error``), so callers never interpret other libraries' exception names.
 """
 
+import functools
 import logging
 
 import eventlet
@@ -34,6 +35,7 @@ from nameko.rpc import get_rpc_exchange
 
 from common.amqp import ReadAheadConsumer, ReadsAhead
 from common.errors import DependencyUnavailable, DomainError, as_domain_error
+from common.replicas import POSITIONS_KEY, merge_positions
 
 log = logging.getLogger(__name__)
 
@@ -50,27 +52,50 @@ class ReplyPublisher(Publisher):
     transport_options = UNCONFIRMED
 
 
+class ReplyPublisherWithPositions(ReplyPublisher):
+    """Adds the worker's database positions (common.replicas, read-your-writes) to the reply payload."""
+
+    def __init__(self, *args, positions=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.positions = positions
+
+    def publish(self, payload, **kwargs):
+        super().publish({**payload, POSITIONS_KEY: self.positions}, **kwargs)
+
+
 class Responder(NamekoResponder):
     publisher_cls = ReplyPublisher
+
+    def __init__(self, *args, positions=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if positions:
+            self.publisher_cls = functools.partial(ReplyPublisherWithPositions, positions=positions)
 
 
 class RpcConsumer(NamekoRpcConsumer):
     consumer_cls = ReadAheadConsumer
 
-    def handle_result(self, message, result, exc_info):
+    def handle_result(self, message, result, exc_info, positions=None):
         responder = Responder(self.amqp_uri, get_rpc_exchange(), message, ssl=config.get(AMQP_SSL_CONFIG_KEY),
-                              login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
+                              login_method=config.get(LOGIN_METHOD_CONFIG_KEY), positions=positions)
         result, exc_info = responder.send_response(result, exc_info)
         self.consumer.ack_message(message)
         return result, exc_info
 
 
 class Rpc(NamekoRpc):
+    """``@rpc``, or ``@rpc(read_only=True)`` for a query: its database sessions read from a replica when the
+    service has fit ones (``common.db.Database``), and may not write."""
+
     rpc_consumer = RpcConsumer()
+
+    def __init__(self, read_only=False, **kwargs):
+        self.read_only = read_only
+        super().__init__(**kwargs)
 
     def handle_result(self, message, worker_ctx, result, exc_info):
         reply = reply_error(worker_ctx, exc_info)
-        result, sent = self.rpc_consumer.handle_result(message, result, reply)
+        result, sent = self.rpc_consumer.handle_result(message, result, reply, worker_ctx.data.get(POSITIONS_KEY))
         # The container's providers still see the worker's own failure: metrics and the worker's log line count
         # a database outage as this service's error, not as a domain error.
         return result, exc_info if sent is reply else sent
@@ -156,15 +181,19 @@ class ServiceRpc(NamekoServiceRpc):
     def get_dependency(self, worker_ctx):
         # Built on first use: a worker gets every client its service declares, and most use one or none.
         return TimedClient(lambda: super(ServiceRpc, self).get_dependency(worker_ctx), self.timeout,
-                           self.reply_listener)
+                           self.reply_listener, worker_ctx.data)
 
 
 class TimedClient:
-    def __init__(self, make_client, timeout, reply_listener):
+    """Calls with a deadline; the database positions a reply brings (a write's) join the worker's context data,
+    so its later calls, and the gateway's per-client memory, carry them (common.replicas)."""
+
+    def __init__(self, make_client, timeout, reply_listener, context_data):
         self._make_client = make_client
         self._client = None
         self._timeout = timeout
         self._reply_listener = reply_listener
+        self._context_data = context_data
 
     def __getattr__(self, method_name):
         if self._client is None:
@@ -178,6 +207,7 @@ class TimedClient:
                 raise DependencyUnavailable(f"{method.identifier}: the service is not running.") from None
             timer = eventlet.Timeout(self._timeout)
             try:
+                merge_positions(self._context_data, reply.get_response().get(POSITIONS_KEY))
                 return reply.result()
             except eventlet.Timeout as exc:
                 if exc is not timer:

@@ -39,6 +39,7 @@ from werkzeug.wrappers import Request, Response
 from common.correlation import CORRELATION_KEY, REQUEST_ID_HEADER, acceptable_request_id
 from common.errors import DomainError, Unauthorized, as_domain_error
 from gateway.auth import Auth, bearer_token, decode_token
+from gateway.freshness import CLIENT_ENV, ClientPositions
 from gateway.protocol import MAX_URL_BYTES, ApiProtocol
 from gateway.ratelimit import RateLimiter, client_address, route_class
 from gateway.security import EdgePolicy, is_preflight
@@ -302,6 +303,12 @@ class ApiServer(WebServer):
         self.trusted_proxies = int(config.get("TRUSTED_PROXY_COUNT") or 0)
         self.jwt_secret = config.get("JWT_SECRET")
         self.socket_timeout = float(config.get("HTTP_SOCKET_TIMEOUT_SECONDS") or DEFAULT_SOCKET_TIMEOUT_SECONDS)
+        self.positions = ClientPositions.from_config()
+
+    def stop(self):
+        if self.positions is not None:
+            self.positions.close()
+        super().stop()
 
     def rate_limit_client(self, request):
         """``user:<id>`` for a request with a valid token (checked without RPC), else ``ip:<address>``."""
@@ -330,7 +337,10 @@ class ApiServer(WebServer):
         return url_map
 
     def context_data_from_headers(self, request):
-        return {CORRELATION_KEY: request.environ[REQUEST_ID_ENV]}
+        data = {CORRELATION_KEY: request.environ[REQUEST_ID_ENV]}
+        if self.positions is not None:
+            self.positions.before_worker(request, data)
+        return data
 
 
 class ApiApp(WsgiApp):
@@ -380,7 +390,9 @@ class Api(HttpRequestHandler):
     def handle_request(self, request):
         request.shallow = False
         request.environ[ROUTE_ENV] = self
-        quota = self.server.rate_limiter.hit(self.rate_class, self.server.rate_limit_client(request))
+        client = self.server.rate_limit_client(request)
+        request.environ[CLIENT_ENV] = client
+        quota = self.server.rate_limiter.hit(self.rate_class, client)
         if quota is not None and not quota.allowed:
             response = error_response(429, "rate_limited", "Too many requests; slow down and retry later.",
                                       {"limit": quota.limit, "retry_after": max(quota.reset_in, 1)})
@@ -410,6 +422,8 @@ class Api(HttpRequestHandler):
                 self.response_from_exception(exc_info[1], request)
         except Exception as exc:  # a payload that is not JSON-able
             response = self.response_from_exception(exc, request)
+        if self.server.positions is not None:  # before the response leaves: the client's next request needs it
+            self.server.positions.after_worker(request, worker_ctx.data)
         event.send(response)
         return response, exc_info
 

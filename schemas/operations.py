@@ -11,6 +11,8 @@ class CheckSchema(Schema):
     latency_ms = fields.Float(required=True)
     detail = fields.String()
     error = fields.String()
+    lag_seconds = fields.Float(allow_none=True)  # a read replica's
+    optional = fields.Boolean()  # reported, not needed for readiness (read replicas)
 
 
 class ReadinessSchema(Schema):

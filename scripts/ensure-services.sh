@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Starts whichever of the real services the tests and `make run` need is not answering (commands from DESIGN.md).
+# The read-replica tests start their own primary and replica from the same mariadb-server package (mariadbd,
+# mariadb-install-db: tests/replication.py), on free ports; nothing else to start for them.
 # Usage: scripts/ensure-services.sh [rabbitmq] [mariadb] [redis]   (no argument: all three)
 set -u
 wanted=("$@"); [ ${#wanted[@]} -eq 0 ] && wanted=(rabbitmq mariadb redis)

@@ -118,3 +118,36 @@ def service_config(rabbit_config, db_uris):
             except ModuleNotFoundError:
                 pass  # a service not written yet
         yield config
+
+
+@pytest.fixture(scope="session")
+def mariadb_replication():
+    """A MariaDB primary with binary logging and a GTID replica of it, started once (tests/replication.py)."""
+    import shutil
+
+    from tests.replication import start_replication, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    replication, root = start_replication()
+    yield replication
+    replication.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def replicated_databases(mariadb_replication):
+    """``make(names)`` -> ``{name: (primary_uri, replica_uri)}``: fresh databases on the primary, replicated.
+    Afterwards the replica is running, replicating and caught up again, whatever the test did to it."""
+    made = []
+
+    def make(names):
+        uris = mariadb_replication.databases(names)
+        made.append(uris)
+        return uris
+
+    yield make
+    mariadb_replication.restore()
+    for uris in made:
+        mariadb_replication.drop(uris)

@@ -4,7 +4,7 @@ from nameko import config
 from nameko.constants import AMQP_URI_CONFIG_KEY, DEFAULT_AMQP_URI
 from werkzeug.wrappers import Response
 
-from common import health
+from common import health, replicas
 from common.logging import LogContext
 from common.metrics import latest
 from gateway.http import api
@@ -25,9 +25,13 @@ class OperationsRoutes:
     @api("GET", "/health/ready", responses={200: ReadinessSchema, 503: ReadinessSchema},
          summary="Readiness of every dependency", tags=OPERATIONS,
          description="Broker, databases, cache, every service (RPC ping), Kafka and the payment provider, "
-                     "each with its state and latency. 503 names what is down.")
+                     "each with its state and latency. 503 names what is down. Read replicas are listed "
+                     "(`replica:<service>:<n>`, with `lag_seconds`) as optional: one that is down or lagging "
+                     "does not make the system unready, the services read from the primary meanwhile.")
     def ready(self, request):
-        ready, checks = health.run_checks(self.readiness_checks(), readiness_timeout())
+        checks = self.readiness_checks()
+        ready, checks = health.run_checks(checks, readiness_timeout(),
+                                          optional=[name for name in checks if name.startswith("replica:")])
         return (200 if ready else 503), {"status": health.UP if ready else health.DOWN, "checks": checks}
 
     @api("GET", "/info", responses={200: InfoSchema}, summary="Build and environment", tags=OPERATIONS)
@@ -47,11 +51,24 @@ class OperationsRoutes:
         for key, uri in sorted((config.get("DB_URIS") or {}).items()):
             if uri:
                 checks[f"database:{key.split(':')[0]}"] = lambda uri=uri: health.check_database(uri, timeout)
+        checks.update(replica_checks(timeout))
         for service in health.services_to_check(config.get("HEALTH_SERVICES")):
             checks[f"service:{service}"] = lambda service=service: health.check_service(self.service_ping, service)
         checks["kafka"] = lambda: health.check_kafka(config.get("KAFKA_BOOTSTRAP_SERVERS"), timeout)
         checks["payment_provider"] = lambda: health.check_grpc(config.get("PAYMENT_PROVIDER_ADDRESS"), timeout)
         return checks
+
+
+def replica_checks(timeout):
+    max_lag = replicas.settings()[0]
+    primaries = config.get("DB_URIS") or {}
+    checks = {}
+    for key in sorted(config.get("DB_REPLICA_URIS") or {}):
+        for number, uri in enumerate(replicas.replica_uris(key)):
+            if primaries.get(key):
+                checks[f"replica:{key.split(':')[0]}:{number}"] = (
+                    lambda primary=primaries[key], uri=uri: health.check_replica(primary, uri, max_lag, timeout))
+    return checks
 
 
 def readiness_timeout():

@@ -67,7 +67,7 @@ class AccountsService(Operational):
         with self.db.get_session() as session:
             return UserSchema().dump(self._live_user(session, user_id))
 
-    @rpc
+    @rpc(read_only=True)
     def list_users(self, email=None, page=1, page_size=20):
         query = load(UserQuerySchema(), {key: value for key, value in (
             ("email", email), ("page", page), ("page_size", page_size)) if value is not None})

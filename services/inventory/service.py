@@ -38,7 +38,7 @@ class InventoryService(Operational):
     correlation = CorrelationId()
     metrics = Metrics()
 
-    @rpc
+    @rpc(read_only=True)
     def get_stock(self, product_id):
         with self.db.get_session() as session:
             stock = ledger.find_stock(session, load_id(product_id, "product_id"))
@@ -46,13 +46,13 @@ class InventoryService(Operational):
                 raise NotFound(f"No stock for product {product_id}.", code="stock_not_found")
             return stock_view(stock)
 
-    @rpc
+    @rpc(read_only=True)
     def get_stock_levels(self, product_ids):
         ids = [load_id(product_id, "product_ids") for product_id in product_ids]
         with self.db.get_session() as session:
             return [stock_view(stock) for stock in ledger.stock_levels(session, ids)]
 
-    @rpc
+    @rpc(read_only=True)
     def low_stock(self, limit=20):
         """The levels below their threshold, the emptiest first (at most ``limit``, 1-100)."""
         limit = max(1, min(int(limit), 100))

@@ -124,7 +124,7 @@ class NotificationsService(Operational):
         return {"filename": PurePosixPath(key).name, "content_type": "application/pdf",
                 "content_base64": base64.b64encode(content).decode("ascii")}
 
-    @rpc
+    @rpc(read_only=True)
     def list_notifications(self, order_id):
         with self.db.get_session() as session:
             rows = session.scalars(select(Notification).where(Notification.order_id == load_id(order_id, "order_id"))

@@ -93,12 +93,12 @@ class OrdersService(Operational):
         raise Conflict("Another request with this Idempotency-Key is still being processed.",
                        code="idempotency_key_in_use")
 
-    @rpc
+    @rpc(read_only=True)
     def get_order(self, order_id):
         with self.db.get_session() as session:
             return self._dict(self._visible(session, order_id))
 
-    @rpc
+    @rpc(read_only=True)
     def list_orders(self, customer_id=None, status=None, page=1, page_size=20):
         query = load(OrderQuerySchema(), {key: value for key, value in (
             ("customer_id", customer_id), ("status", status), ("page", page), ("page_size", page_size))
@@ -109,7 +109,7 @@ class OrdersService(Operational):
             return {"items": [self._dict(order) for order in orders], "page": query["page"],
                     "page_size": query["page_size"], "total": total}
 
-    @rpc
+    @rpc(read_only=True)
     def order_summary(self, recent=5):
         """The admin overview: ``{by_status: {status: n}, revenue: [{currency, amount, orders}], recent: [order]}``."""
         recent = max(1, min(int(recent), 50))

@@ -46,12 +46,12 @@ class ProductsService(Operational):
     correlation = CorrelationId()
     metrics = Metrics()
 
-    @rpc
+    @rpc(read_only=True)
     def list_categories(self):
         with self.db.get_session() as session:
             return dump_category(session.scalars(select(Category).order_by(Category.name, Category.id)), many=True)
 
-    @rpc
+    @rpc(read_only=True)
     def get_category(self, category_id):
         with self.db.get_session() as session:
             return dump_category(self._category(session, category_id))
@@ -83,7 +83,7 @@ class ProductsService(Operational):
             session.delete(category)
             self.outbox.add(session, "category.deleted", category.id, dump_category(category))
 
-    @rpc
+    @rpc(read_only=True)
     def search_products(self, params=None):
         filters = load(ProductSearchSchema(), params)
         with self.db.get_session() as session:
