@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 
 from common.events import AlreadyHandled, can_record, record_delivery
 from common.metrics import time_statements
+from common.tracing import trace_engine
 
 SQLITE_LOCK_WAIT_SECONDS = 30
 DEFAULT_MAX_WORKERS = 10
@@ -105,6 +106,7 @@ class Database(NamekoDatabase):
         self.engine = make_engine(self.db_uri, self.container.max_workers, **self.engine_options)
         self.Session.configure(bind=self.engine)
         time_statements(self.engine, self.container.service_name)
+        trace_engine(self.engine, self.container.service_name)
 
     def get_dependency(self, worker_ctx):
         delivery = getattr(worker_ctx.entrypoint, "delivery", None)

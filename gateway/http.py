@@ -32,6 +32,8 @@ from nameko import config
 from nameko.extensions import register_entrypoint
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer, WsgiApp
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed, RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter, Map, Rule
 from werkzeug.wrappers import Request, Response
@@ -377,6 +379,22 @@ class Api(HttpRequestHandler):
         super().setup()
         self.rate_class = route_class(self.spec)
 
+    # common.tracing.Tracing: the worker's span is the route (its template, never the URL: ids, queries), its
+    # status and the caller's role; it continues the caller's ``traceparent``.
+    def trace_name(self, worker_ctx):
+        return f"{self.method} {self.spec.path}"
+
+    def trace_carrier(self, worker_ctx):
+        return worker_ctx.args[0].headers
+
+    def trace_result(self, span, response):
+        status = getattr(response, "status_code", None)
+        span.set_attributes({"http.request.method": self.method, "http.route": self.spec.path})
+        if status is not None:
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR, str(status)))
+
     def handle_request(self, request):
         request.shallow = False
         request.environ[ROUTE_ENV] = self
@@ -418,6 +436,7 @@ class Api(HttpRequestHandler):
         kwargs = {}
         if self.spec.auth:
             kwargs["user"] = self.authenticator(service).authenticate(request, self.spec.auth)
+            trace.get_current_span().set_attribute("enduser.role", str(kwargs["user"].get("role")))
         if self.spec.body is not None:
             kwargs["body"] = plain(load_body(_schema(self.spec.body), request))
         if self.spec.query is not None:
