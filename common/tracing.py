@@ -207,6 +207,15 @@ def trace_redis(client, service_name):
     return client
 
 
+def unsampled_context():
+    """A parent that samples nothing below it: neither the probe nor the calls it makes start traces."""
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    ids = RandomIdGenerator()
+    return trace.set_span_in_context(trace.NonRecordingSpan(trace.SpanContext(
+        ids.generate_trace_id(), ids.generate_span_id(), is_remote=False, trace_flags=trace.TraceFlags(0))))
+
+
 def span_kind(entrypoint):
     if isinstance(entrypoint, (Rpc, HttpRequestHandler)):
         return SpanKind.SERVER
@@ -220,7 +229,8 @@ class Tracing(DependencyProvider):
 
     An entrypoint may say more about its span: ``trace_name(worker_ctx)`` (the gateway's route template),
     ``trace_carrier(worker_ctx)`` (where its parent comes from; default the context data),
-    ``trace_result(span, result)`` (e.g. the HTTP status); ``trace_workers = False`` opts out (the Kafka relay's
+    ``trace_result(span, result)`` (e.g. the HTTP status), ``trace_quiet(worker_ctx)`` (true: the worker and what
+    it causes are not sampled, for probes and scrapes); ``trace_workers = False`` opts out (the Kafka relay's
     workers carry many traces' events: it traces each record instead)."""
 
     def setup(self):
@@ -235,9 +245,11 @@ class Tracing(DependencyProvider):
         name_of = getattr(entrypoint, "trace_name", None)
         carrier_of = getattr(entrypoint, "trace_carrier", None)
         carrier = carrier_of(worker_ctx) if carrier_of else worker_ctx.context_data
+        quiet = getattr(entrypoint, "trace_quiet", None)
         span = tracer().start_span(
             name_of(worker_ctx) if name_of else f"{worker_ctx.service_name}.{entrypoint.method_name}",
-            context=propagate.extract(carrier), kind=span_kind(entrypoint),
+            context=unsampled_context() if quiet and quiet(worker_ctx) else propagate.extract(carrier),
+            kind=span_kind(entrypoint),
             attributes={"nameko.service": worker_ctx.service_name, "nameko.entrypoint": entrypoint.method_name,
                         "pos.request_id": worker_ctx.context_data.get(CORRELATION_KEY) or ""})
         token = context.attach(trace.set_span_in_context(span))

@@ -42,7 +42,7 @@ from common.correlation import CORRELATION_KEY, REQUEST_ID_HEADER, acceptable_re
 from common.errors import DomainError, Unauthorized, as_domain_error
 from gateway.auth import Auth, bearer_token, decode_token
 from gateway.protocol import MAX_URL_BYTES, ApiProtocol
-from gateway.ratelimit import RateLimiter, client_address, route_class
+from gateway.ratelimit import EXEMPT_TAGS, RateLimiter, client_address, route_class
 from gateway.security import EdgePolicy, is_preflight
 from schemas.common import rfc3339
 
@@ -386,6 +386,10 @@ class Api(HttpRequestHandler):
 
     def trace_carrier(self, worker_ctx):
         return worker_ctx.args[0].headers
+
+    def trace_quiet(self, worker_ctx):
+        """Probes, scrapes and the docs (the rate limiter's exempt tags) would bury the shop's traces."""
+        return bool(EXEMPT_TAGS & set(self.spec.tags))
 
     def trace_result(self, span, response):
         status = getattr(response, "status_code", None)

@@ -130,6 +130,9 @@ def test_one_order_is_one_trace_through_every_process(system, receiver, customer
     handlers = [s for s in spans if s.service == "notifications" and s.kind == CONSUMER]
     assert any(parent_of(spans, s) == publish for s in handlers)
 
+    # readiness probes (the system's start waited on /health/ready) and their pings start no trace
+    assert not receiver.find(lambda s: s.name in ("GET /health/ready", "GET /metrics") or s.name.endswith(".ping"))
+
     # SQL statements are spans of the worker that runs them
     assert any(s.service == "orders" and s.kind == CLIENT and s.attributes.get("db.system") for s in spans)
 
