@@ -30,6 +30,7 @@ from bridge.kafka_acks import AckWindow
 from bridge.kafka_metrics import FAILURES
 from bridge.kafka_producer import Delivery, DeliveryFailed
 from common.amqp import ReadsAhead
+from common.tracing import amqp_carrier
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,7 @@ class EventRelay(Consumer):
     """
 
     consumer_cls = RawConsumer
+    trace_workers = False  # a burst holds many traces' events: each record's produce is a span of its own trace
 
     def __init__(self, source_services, **kwargs):
         self.source_services = tuple(source_services)
@@ -205,8 +207,9 @@ class EventRelay(Consumer):
         if not batch:
             return
         bodies, messages = [body for body, _ in batch], [message for _, message in batch]
+        traces = [amqp_carrier(message.headers) for message in messages]
         try:
-            self.container.spawn_worker(self, (bodies,), {}, context_data={},
+            self.container.spawn_worker(self, (bodies,), {"traces": traces}, context_data={},
                                         handle_result=functools.partial(self.handle_result, messages))
         except ContainerBeingKilled:
             for message in messages:

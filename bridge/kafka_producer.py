@@ -25,6 +25,7 @@ from nameko.extensions import DependencyProvider
 
 from bridge.kafka_envelope import PoisonEvent, to_record
 from bridge.kafka_metrics import IN_FLIGHT, PRODUCER_RESTARTS, RELAYED, observe_lag
+from common import tracing
 
 log = logging.getLogger(__name__)
 
@@ -288,13 +289,13 @@ class KafkaProducer(DependencyProvider):
     def get_dependency(self, worker_ctx):
         return self
 
-    def produce_each(self, envelopes):
+    def produce_each(self, envelopes, traces=None):
         """Produce every envelope; for each, its ``Delivery`` or the ``PoisonEvent`` that rules it out."""
         outcomes = []
         try:
-            for envelope in envelopes:
+            for envelope, trace in zip(envelopes, traces or itertools.repeat(None), strict=False):
                 try:
-                    outcomes.append(self._produce(envelope))
+                    outcomes.append(self._produce(envelope, trace))
                 except PoisonEvent as poison:
                     outcomes.append(poison)
         finally:
@@ -306,10 +307,14 @@ class KafkaProducer(DependencyProvider):
         IN_FLIGHT.inc()
         return delivery
 
-    def _produce(self, envelope):
+    def _produce(self, envelope, trace=None):
         topic, key, value, headers = to_record(envelope, self.prefix, self.max_bytes)
         try:
-            delivery = self.pump.produce(topic, key, value, headers)
+            with tracing.continued(f"{topic} publish", trace, attributes={
+                    "messaging.system": "kafka", "messaging.destination.name": topic,
+                    "messaging.kafka.message.key": str(envelope.get("aggregate_id"))}) as carrier:
+                headers = headers + [(name, text.encode()) for name, text in carrier.items()]
+                delivery = self.pump.produce(topic, key, value, headers)
         except KafkaException as exc:
             if exc.args[0].code() in PERMANENT_CODES:
                 raise PoisonEvent("rejected_by_kafka", str(exc)) from None

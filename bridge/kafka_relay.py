@@ -23,6 +23,7 @@ class KafkaBridge(Operational):
     metrics = Metrics()
 
     @relay_events(SOURCE_SERVICES)
-    def relay(self, envelopes):
-        """Produce a burst of events; each AMQP message is acked when Kafka confirms its event."""
-        return self.kafka.produce_each(envelopes)
+    def relay(self, envelopes, traces=None):
+        """Produce a burst of events; each AMQP message is acked when Kafka confirms its event. ``traces``: each
+        event's trace context (from its AMQP headers), continued by its Kafka record."""
+        return self.kafka.produce_each(envelopes, traces)

@@ -26,6 +26,7 @@ from nameko import config
 from nameko.events import EventDispatcher
 from nameko_grpc.errors import GrpcError
 
+from common import tracing
 from common.correlation import CorrelationId
 from common.errors import Conflict, DependencyUnavailable
 from common.events import make_envelope
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 messages = PaymentProviderClient.messages
 UNREACHABLE = (StatusCode.UNAVAILABLE, StatusCode.DEADLINE_EXCEEDED, StatusCode.CANCELLED)
+GRPC_SERVICE = "pos.payment.v1.PaymentProvider"
 EVENT_IDS = uuid.UUID("8d7f6c0e-3f4b-5a59-9d1e-7f0c2b6a4e11")  # namespace of the payment facts' event ids
 
 
@@ -102,8 +104,11 @@ class PaymentsService(Operational):
     def _call(self, method, request):
         """One provider call as a payment dict; unreachable or too slow is ``DependencyUnavailable``."""
         timeout = float(config.get("PAYMENT_TIMEOUT_SECONDS") or 5)
+        metadata = {}
         try:
-            reply = getattr(self.provider, method)(request, timeout=timeout)
+            with tracing.outgoing(f"{GRPC_SERVICE}/{method}", metadata, attributes={
+                    "rpc.system": "grpc", "rpc.service": GRPC_SERVICE, "rpc.method": method}):
+                reply = getattr(self.provider, method)(request, timeout=timeout, metadata=list(metadata.items()))
         except GrpcError as exc:
             if exc.code in UNREACHABLE:
                 raise DependencyUnavailable(f"payment provider: {exc.message}", code=PROVIDER_UNAVAILABLE) from None

@@ -21,6 +21,7 @@ from nameko.extensions import DependencyProvider
 from prometheus_client.core import CounterMetricFamily
 
 from common.metrics import LiveCollector
+from common.tracing import trace_redis
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,8 @@ class Cache(DependencyProvider):
 
     def setup(self):
         self.backend = make_backend()
+        if isinstance(self.backend, RedisBackend):
+            trace_redis(self.backend.client, self.container.service_name)
         self.stats = {"hits": 0, "misses": 0}
         self.namespace = self.namespace or self.container.service_name
         # counted in a plain dict on the read path, turned into a metric only when scraped
@@ -238,6 +241,8 @@ class SharedCache(Cache):
         uri = config.get("REDIS_URI")
         ttl = int(config.get("CACHE_TTL_SECONDS") or 600)
         self.backend = RedisReadBackend(uri, ttl) if uri else None
+        if self.backend is not None:  # its GETs bypass the client (and so the spans); its other commands do not
+            trace_redis(self.backend.client, self.container.service_name)
         self.stats = {"hits": 0, "misses": 0}
         self.collector = LiveCollector(self.collect_metrics)
 

@@ -17,6 +17,7 @@ from sqlalchemy.sql.elements import TextClause
 from common import replicas
 from common.events import AlreadyHandled, can_record, record_delivery
 from common.metrics import count_read, time_statements
+from common.tracing import trace_engine
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class Database(NamekoDatabase):
         self.engine = make_engine(self.db_uri, self.container.max_workers, **self.engine_options)
         self.Session.configure(bind=self.engine)
         time_statements(self.engine, service)
+        trace_engine(self.engine, service)
         self.ReadSession = sessionmaker(bind=self.engine, class_=Session, **self.session_options)
         guard_reads(self.ReadSession)
         uris = replicas.replica_uris(f"{service}:{self.declarative_base.__name__}")
@@ -139,6 +141,7 @@ class Database(NamekoDatabase):
         engine = create_engine(uri, **options)
         replicas.read_only_connections(engine)
         time_statements(engine, self.container.service_name)
+        trace_engine(engine, self.container.service_name)
         return engine
 
     @staticmethod

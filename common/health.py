@@ -21,6 +21,7 @@ from nameko.rpc import ClusterRpc
 
 from common.logging import LogContext
 from common.rpc import rpc
+from common.tracing import Tracing
 
 UP, DOWN = "UP", "DOWN"
 DEFAULT_TIMEOUT = 2.0
@@ -41,6 +42,7 @@ class Operational:
     """
 
     log_context = LogContext()
+    tracing = Tracing()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

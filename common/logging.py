@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 
 from nameko.extensions import DependencyProvider
+from opentelemetry import trace
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
@@ -23,7 +24,7 @@ from common.correlation import CORRELATION_KEY
 _current_worker = contextvars.ContextVar("pos_current_worker", default=None)
 _process_services = []
 
-WORKER_FIELDS = ("service", "correlation_id", "request_id", "entrypoint")
+WORKER_FIELDS = ("service", "correlation_id", "request_id", "trace_id", "span_id", "entrypoint")
 
 
 def current_worker():
@@ -49,6 +50,9 @@ def annotate(record):
         record.entrypoint = None
     record.correlation_id = correlation_id
     record.request_id = correlation_id
+    span = trace.get_current_span().get_span_context()  # common.tracing's span of the worker, or the call it makes
+    record.trace_id = trace.format_trace_id(span.trace_id) if span.is_valid else None
+    record.span_id = trace.format_span_id(span.span_id) if span.is_valid else None
     record._pos_annotated = True
     return record
 
@@ -62,7 +66,8 @@ class WorkerContextFilter(logging.Filter):
 
 
 class JsonFormatter(_JsonFormatter):
-    """``{timestamp, level, service, logger, message, correlation_id, request_id, entrypoint, ...extra}``."""
+    """``{timestamp, level, service, logger, message, correlation_id, request_id, trace_id, span_id, entrypoint,
+    ...extra}`` (``trace_id``/``span_id`` null outside a trace)."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})

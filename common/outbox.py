@@ -27,6 +27,7 @@ from nameko.standalone.events import get_event_exchange
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Text, select, text, update
 
+from common import tracing
 from common.correlation import CORRELATION_KEY
 from common.events import make_envelope, utcnow
 from common.metrics import LiveCollector, count_domain_event
@@ -47,6 +48,7 @@ class OutboxMessageMixin:
     created_at = Column(DateTime, nullable=False, default=utcnow)
     published_at = Column(DateTime, nullable=True, index=True)
     attempts = Column(Integer, nullable=False, default=0)
+    trace_context = Column(Text, nullable=True)  # the writer's W3C trace context: the relay's publish continues it
 
 
 class OutboxWriter:
@@ -66,6 +68,7 @@ class OutboxWriter:
         session.add(self.provider.model(
             event_id=envelope["event_id"], event_type=event_type,
             aggregate_id=envelope["aggregate_id"], envelope=json.dumps(envelope),
+            trace_context=tracing.current_context(),
         ))
         self.written += 1
         return envelope
@@ -197,11 +200,16 @@ class Outbox(DependencyProvider):
         headers = {"nameko.correlation_id": envelope.get("correlation_id") or "",
                    "event_id": row.event_id, "event_type": row.event_type,
                    "aggregate_id": str(envelope.get("aggregate_id", ""))}  # the bridge shards on it
-        self.publisher.publish(
-            envelope, exchange=self.exchange, routing_key=row.event_type,
-            headers=headers, retry=True,
-            retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
-        )
+        carrier = json.loads(row.trace_context) if row.trace_context else None
+        with tracing.continued(f"{row.event_type} publish", carrier,
+                               attributes={"messaging.system": "rabbitmq", "messaging.destination.name":
+                                           self.exchange.name, "messaging.message.id": row.event_id}) as trace:
+            headers.update({f"nameko.{name}": value for name, value in trace.items()})
+            self.publisher.publish(
+                envelope, exchange=self.exchange, routing_key=row.event_type,
+                headers=headers, retry=True,
+                retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+            )
         count_domain_event(self.container.service_name, row.event_type)
 
     def backlog(self):

@@ -33,6 +33,7 @@ from nameko.rpc import RpcConsumer as NamekoRpcConsumer
 from nameko.rpc import ServiceRpc as NamekoServiceRpc
 from nameko.rpc import get_rpc_exchange
 
+from common import tracing
 from common.amqp import ReadAheadConsumer, ReadsAhead
 from common.errors import DependencyUnavailable, DomainError, as_domain_error
 from common.replicas import POSITIONS_KEY, merge_positions
@@ -201,21 +202,24 @@ class TimedClient:
         method = getattr(self._client, method_name)
 
         def call(*args, **kwargs):
-            try:
-                reply = method.call_async(*args, **kwargs)
-            except UnknownService:
-                raise DependencyUnavailable(f"{method.identifier}: the service is not running.") from None
-            timer = eventlet.Timeout(self._timeout)
-            try:
-                merge_positions(self._context_data, reply.get_response().get(POSITIONS_KEY))
-                return reply.result()
-            except eventlet.Timeout as exc:
-                if exc is not timer:
-                    raise
-                self._reply_listener.pending.pop(reply.correlation_id, None)
-                raise DependencyUnavailable(f"{method.identifier} did not answer within {self._timeout:g}s.") \
-                    from None
-            finally:
-                timer.cancel()
+            with tracing.outgoing(method.identifier, method.context_data):  # the request carries this span
+                try:
+                    reply = method.call_async(*args, **kwargs)
+                except UnknownService:
+                    raise DependencyUnavailable(f"{method.identifier}: the service is not running.") from None
+                return self._result(method, reply)
 
         return call
+
+    def _result(self, method, reply):
+        timer = eventlet.Timeout(self._timeout)
+        try:
+            merge_positions(self._context_data, reply.get_response().get(POSITIONS_KEY))
+            return reply.result()
+        except eventlet.Timeout as exc:
+            if exc is not timer:
+                raise
+            self._reply_listener.pending.pop(reply.correlation_id, None)
+            raise DependencyUnavailable(f"{method.identifier} did not answer within {self._timeout:g}s.") from None
+        finally:
+            timer.cancel()

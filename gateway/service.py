@@ -10,6 +10,7 @@ from common.correlation import CorrelationId
 from common.logging import LogContext
 from common.metrics import Metrics
 from common.rpc import ServiceRpc
+from common.tracing import Tracing
 from gateway.auth import AccountEvents, Auth
 from gateway.routes.accounts import AccountRoutes
 from gateway.routes.admin import AdminRoutes
@@ -34,4 +35,5 @@ class GatewayService(AccountRoutes, CatalogueRoutes, StockRoutes, OrderRoutes, O
     auth = Auth()
     correlation = CorrelationId()
     log_context = LogContext()
+    tracing = Tracing()
     metrics = Metrics()

@@ -16,7 +16,9 @@ from concurrent import futures
 from decimal import Decimal, InvalidOperation
 
 import grpc
+from opentelemetry.instrumentation.grpc import server_interceptor
 
+from common import tracing
 from payment_provider import protos
 from payment_provider.store import AUTHORIZED, CAPTURED, DECLINED, REFUNDED, VOIDED, InvalidState, PaymentStore
 
@@ -124,7 +126,8 @@ def serve(address, db_path, workers=32):
     """Start the server; returns ``(server, stop)``. The bound port is ``server.port``."""
     store = PaymentStore(db_path)
     stopping = threading.Event()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+    interceptors = [server_interceptor()] if tracing.configure("payment_provider") else []
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), interceptors=interceptors)
     payment_pb2_grpc.add_PaymentProviderServicer_to_server(PaymentProvider(store, stopping), server)
     server.port = server.add_insecure_port(address)
     if not server.port:

@@ -1,6 +1,7 @@
 """The deploy files: linted as CI does (hadolint, yamllint, kubernetes-validate --strict), and shaped as promised."""
 
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ENVIRONMENTS = ("dev", "uat", "prod")
 REPLICAS = {"dev": (2, 5), "uat": (3, 10), "prod": (5, 20)}
+IMAGE = "registry.example.com/pos/product-order-service:"
 
 
 def kubectl():
@@ -41,6 +43,12 @@ def of_kind(resources, kind):
     return {r["metadata"]["name"]: r for r in resources if r["kind"] == kind}
 
 
+def shop_deployments(resources):
+    """The shop's own processes (its image), not the tools beside them (Jaeger)."""
+    return {name: d for name, d in of_kind(resources, "Deployment").items()
+            if d["spec"]["template"]["spec"]["containers"][0]["image"].startswith(IMAGE)}
+
+
 def test_deploy_check_passes(tmp_path):
     result = subprocess.run(["scripts/deploy_check.sh"], cwd=ROOT, capture_output=True, text=True, timeout=240,
                             env={"VENV_BIN": str(BIN), **os.environ, "K8S_RENDER_DIR": str(tmp_path)})
@@ -61,7 +69,7 @@ def test_kubernetes_validate_rejects_an_unknown_field(tmp_path):
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_every_process_is_deployed_with_probes_resources_and_autoscaling(environment):
     resources = rendered(environment)
-    deployments = of_kind(resources, "Deployment")
+    deployments = shop_deployments(resources)
     services = of_kind(resources, "Service")
     hpas = of_kind(resources, "HorizontalPodAutoscaler")
     processes = {d["spec"]["template"]["spec"]["containers"][0]["args"][0] for d in deployments.values()}
@@ -136,3 +144,45 @@ def test_every_deployment_has_a_disruption_budget_its_minimum_replicas_can_honou
             assert 1 <= spec["maxUnavailable"] <= max(1, low - 1), name  # a drain can always progress
         else:
             assert spec["minAvailable"] < low, name
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_traces_go_over_otlp_to_jaeger_in_dev_and_uat_and_to_the_collector_in_prod(environment):
+    resources = rendered(environment)
+    settings = of_kind(resources, "ConfigMap")["pos-config"]["data"]
+    jaeger = of_kind(resources, "Deployment").get("jaeger")
+    if environment == "prod":
+        assert jaeger is None
+        assert settings["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith(":4318")
+        assert settings["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+        assert 0 < float(settings["OTEL_TRACES_SAMPLER_ARG"]) < 1
+        return
+    assert settings["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
+    assert settings["OTEL_TRACES_SAMPLER"] == "parentbased_always_on"
+    [container] = jaeger["spec"]["template"]["spec"]["containers"]
+    assert container["image"].startswith("jaegertracing/all-in-one:")
+    assert {"COLLECTOR_OTLP_ENABLED": "true"}.items() <= {e["name"]: e["value"] for e in container["env"]}.items()
+    ports = {p["port"] for p in of_kind(resources, "Service")["jaeger"]["spec"]["ports"]}
+    assert {4318, 16686} <= ports
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_every_node_ships_the_shops_json_logs_to_elasticsearch_with_the_index_template(environment):
+    resources = rendered(environment)
+    daemon = of_kind(resources, "DaemonSet")["fluent-bit"]
+    config = of_kind(resources, "ConfigMap")["fluent-bit-config"]["data"]
+    pod = daemon["spec"]["template"]["spec"]
+    mounted = {v["name"]: v for v in pod["volumes"]}
+    assert mounted["config"]["configMap"]["name"] == "fluent-bit-config"
+    assert mounted["varlog"]["hostPath"]["path"] == "/var/log"
+    assert "/var/log/containers/pos-*.log" in config["fluent-bit.conf"]
+    assert "Name                es" in config["fluent-bit.conf"] and "Logstash_Prefix     pos-logs" in \
+        config["fluent-bit.conf"]
+    template = json.loads(config["index-template.json"])
+    assert template["index_patterns"] == ["pos-logs-*"]
+    fields = template["template"]["mappings"]["properties"]
+    for name in ("request_id", "trace_id", "service", "level"):
+        assert fields[name]["type"] == "keyword", name
+    [init] = pod["initContainers"]
+    assert "_index_template/pos-logs" in " ".join(init["args"])
+    assert "ELASTICSEARCH_HOST" in of_kind(resources, "ConfigMap")["fluent-bit-env"]["data"]
