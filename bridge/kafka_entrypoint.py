@@ -30,13 +30,13 @@ from bridge.kafka_acks import AckWindow
 from bridge.kafka_metrics import FAILURES
 from bridge.kafka_producer import Delivery, DeliveryFailed
 from common.amqp import ReadsAhead
+from common.events import AGGREGATE_HEADER
 
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "kafka_bridge.events"  # the single queue of bridges before sharding: drained, never bound again
 SHARD_EXCHANGE = "kafka_bridge.shards"
 SHARD_QUEUE = QUEUE_NAME + ".{:02d}"
-AGGREGATE_HEADER = "aggregate_id"
 DEAD_LETTER_QUEUE = "kafka_bridge.dead_letter"
 RETRY_DELAY = 1.0
 

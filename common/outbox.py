@@ -27,7 +27,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Text, select, text, update
 
 from common.correlation import CORRELATION_KEY
-from common.events import make_envelope, utcnow
+from common.events import event_headers, make_envelope, utcnow
 from common.metrics import LiveCollector, count_domain_event
 
 log = logging.getLogger(__name__)
@@ -185,9 +185,7 @@ class Outbox(DependencyProvider):
 
     def publish(self, row):
         envelope = json.loads(row.envelope)
-        headers = {"nameko.correlation_id": envelope.get("correlation_id") or "",
-                   "event_id": row.event_id, "event_type": row.event_type,
-                   "aggregate_id": str(envelope.get("aggregate_id", ""))}  # the bridge shards on it
+        headers = {"nameko.correlation_id": envelope.get("correlation_id") or "", **event_headers(envelope)}
         self.publisher.publish(
             envelope, exchange=self.exchange, routing_key=row.event_type,
             headers=headers, retry=True,
