@@ -29,7 +29,7 @@ from nameko.standalone.events import get_event_exchange
 from bridge.kafka_acks import AckWindow
 from bridge.kafka_metrics import FAILURES
 from bridge.kafka_producer import Delivery, DeliveryFailed
-from common.amqp import ReadsAhead
+from common.amqp import ReadsAhead, SettlesSafely
 from common.events import AGGREGATE_HEADER
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def declare_shards(connection, source_services, shards=None):
     return Queue(QUEUE_NAME, durable=True)
 
 
-class RawConsumer(ReadsAhead, ConsumerCore):
+class RawConsumer(ReadsAhead, SettlesSafely, ConsumerCore):
     """Hands the entrypoint kombu's messages undecoded (and reads the socket ahead, as every consumer of ours)."""
 
     def get_consumers(self, consumer_cls, channel):
