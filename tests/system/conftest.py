@@ -34,11 +34,13 @@ DATABASE_SERVICES = ("accounts", "products", "inventory", "orders", "notificatio
 
 
 class System:
-    def __init__(self, work_dir, broker=None, extra_env=None):
+    def __init__(self, work_dir, broker=None, mariadb=None, extra_env=None):
         """``broker``: a ``tests.system.servers.PrivateRabbit`` (started) to use instead of a vhost of the shared
-        RabbitMQ; ``extra_env``: settings over ``FAST_SAGA_ENV``."""
+        RabbitMQ; ``mariadb``: a ``PrivateMariaDB`` (started) to keep every service's database in instead of
+        SQLite; ``extra_env``: settings over ``FAST_SAGA_ENV``."""
         self.work_dir = work_dir
         self.broker = broker
+        self.mariadb = mariadb
         self.vhost = None if broker else Vhost(f"pos_system_{uuid.uuid4().hex[:8]}")
         self.gateway_port = free_port()
         self.kafka_port = free_port()
@@ -56,7 +58,8 @@ class System:
                     "ADMIN_EMAIL": "admin@example.com", "ADMIN_PASSWORD": "admin12345",
                     "HEALTH_SERVICES": "", "LOG_FORMAT": "text", **(extra_env or {})}
         for service in DATABASE_SERVICES:
-            self.env[f"{service.upper()}_DB_URI"] = f"sqlite:///{work_dir}/{service}.db"
+            self.env[f"{service.upper()}_DB_URI"] = (mariadb.uri(f"pos_{service}") if mariadb
+                                                     else f"sqlite:///{work_dir}/{service}.db")
         self.fleet = Fleet(work_dir / "log", self.env)
         self.kafka = None
         self.commands = {}
@@ -65,6 +68,8 @@ class System:
     def start(self):
         self.env["AMQP_URI"] = self.broker.amqp_uri if self.broker else self.vhost.create().amqp_uri
         self.start_kafka()
+        if self.mariadb:
+            self.mariadb.create_databases(f"pos_{service}" for service in DATABASE_SERVICES)
         subprocess.check_call([sys.executable, "-m", "common.migrations", "--config", str(CONFIG)], cwd=ROOT,
                               env=self.env, stdout=subprocess.DEVNULL)
         self.commands["payment_provider"] = ([sys.executable, "-m", "payment_provider.server", "--address",

@@ -1,5 +1,6 @@
-"""Private servers for the outage tests: a RabbitMQ node of the test's own, on free ports with its data in a tmp
-dir, so stopping it touches nobody else's (the shared one on 5672 stays up)."""
+"""Private broker and database servers for the outage tests: a RabbitMQ node and a MariaDB server of the test's own,
+on free ports with their data in a tmp dir, so stopping them touches nobody else's (the shared ones on 5672 and
+3306 stay up)."""
 
 import os
 import signal
@@ -77,3 +78,56 @@ class PrivateRabbit:
             self.process.wait()
         self.process = None
 
+
+class PrivateMariaDB:
+    """``mariadbd`` with a datadir of its own (``mariadb-install-db``), root without a password on a free port;
+    ``restart()`` is a clean shutdown (SIGTERM), ``down_seconds`` without a server, then the same datadir again."""
+
+    def __init__(self, base_dir):
+        self.dir = Path(base_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.process = None
+        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={self.dir / 'data'}", "--user=root",
+                        "--auth-root-authentication-method=normal", "--skip-test-db"], check=True, timeout=120,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def uri(self, database):
+        return f"mysql+pymysql://root@127.0.0.1:{self.port}/{database}?charset=utf8mb4"
+
+    def start(self, timeout=60):
+        argv = ["mariadbd", "--no-defaults", f"--datadir={self.dir / 'data'}", f"--port={self.port}",
+                "--bind-address=127.0.0.1", f"--socket={self.dir / 'mariadb.sock'}", "--user=root",
+                f"--pid-file={self.dir / 'mariadb.pid'}", f"--log-error={self.dir / 'error.log'}",
+                "--skip-name-resolve", "--innodb-buffer-pool-size=32M", "--max-connections=500"]
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        wait_for_port(self.port, timeout, "mariadbd")
+        return self
+
+    def create_databases(self, names):
+        import pymysql
+
+        connection = pymysql.connect(host="127.0.0.1", port=self.port, user="root", password="", autocommit=True)
+        try:
+            with connection.cursor() as cursor:
+                for name in names:
+                    cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        finally:
+            connection.close()
+
+    def stop(self, timeout=60):
+        if self.process is None:
+            return
+        self.process.terminate()  # mariadbd shuts down cleanly on SIGTERM
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self, down_seconds):
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
