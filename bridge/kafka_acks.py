@@ -10,7 +10,7 @@ window, and what the old one held is redelivered by the broker anyway.
 import collections
 import logging
 
-from amqp.exceptions import ConnectionError
+from common.amqp import settle
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,5 @@ class AckWindow:
                 break
             last = self.outstanding.pop(tag)
             self.confirmed.discard(tag)
-        if last is not None and last.channel.connection:
-            try:
-                last.ack(multiple=True)
-            except ConnectionError:
-                pass  # the broker requeues what this channel held; repeats are allowed, losses are not
+        if last is not None:
+            settle(last.ack, multiple=True)  # the broker requeues what a lost channel held; repeats are allowed

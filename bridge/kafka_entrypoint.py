@@ -29,7 +29,8 @@ from nameko.standalone.events import get_event_exchange
 from bridge.kafka_acks import AckWindow
 from bridge.kafka_metrics import FAILURES
 from bridge.kafka_producer import Delivery, DeliveryFailed
-from common.amqp import ReadsAhead
+from common.amqp import ReadsAhead, SettlesSafely
+from common.events import AGGREGATE_HEADER
 from common.tracing import amqp_carrier
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 QUEUE_NAME = "kafka_bridge.events"  # the single queue of bridges before sharding: drained, never bound again
 SHARD_EXCHANGE = "kafka_bridge.shards"
 SHARD_QUEUE = QUEUE_NAME + ".{:02d}"
-AGGREGATE_HEADER = "aggregate_id"
 DEAD_LETTER_QUEUE = "kafka_bridge.dead_letter"
 RETRY_DELAY = 1.0
 
@@ -123,7 +123,7 @@ def declare_shards(connection, source_services, shards=None):
     return Queue(QUEUE_NAME, durable=True)
 
 
-class RawConsumer(ReadsAhead, ConsumerCore):
+class RawConsumer(ReadsAhead, SettlesSafely, ConsumerCore):
     """Hands the entrypoint kombu's messages undecoded (and reads the socket ahead, as every consumer of ours)."""
 
     def get_consumers(self, consumer_cls, channel):

@@ -23,13 +23,12 @@ import uuid
 
 from grpc import StatusCode
 from nameko import config
-from nameko.events import EventDispatcher
 from nameko_grpc.errors import GrpcError
 
 from common import tracing
 from common.correlation import CorrelationId
 from common.errors import Conflict, DependencyUnavailable
-from common.events import make_envelope
+from common.events import EventDispatcher, make_envelope
 from common.health import Operational
 from common.metrics import Metrics, count_domain_event
 from common.rpc import rpc

@@ -4,14 +4,19 @@ Every domain event, on AMQP and on Kafka, is the envelope of API.md::
 
     {event_id, event_type, event_version, occurred_at, source, correlation_id, aggregate_id, data}
 
-``aggregate_id`` (a string) is the Kafka key, so one aggregate's events keep their order.
+``aggregate_id`` (a string) is the Kafka key, so one aggregate's events keep their order. On AMQP every event also
+carries ``event_headers(envelope)``: its id, its type and the ``aggregate_id`` header the Kafka bridge shards on, so
+one aggregate's events always reach the same shard. The outbox publishes with them, and so does ``EventDispatcher``
+(for the few facts that need no outbox: the payments service's).
 """
 
 import uuid
 from datetime import UTC, datetime
 
 import eventlet
+from nameko.events import EventDispatcher as NamekoEventDispatcher
 from nameko.events import EventHandler
+from nameko.messaging import encode_to_headers
 from sqlalchemy import Column, DateTime, String, insert
 
 from common.amqp import ReadAheadConsumer
@@ -20,6 +25,7 @@ from common.errors import DependencyUnavailable, DomainError
 REQUEUE_DELAY = 0.5
 EVENT_ID_LENGTH = 36
 HANDLER_LENGTH = 100
+AGGREGATE_HEADER = "aggregate_id"
 
 
 def utcnow():
@@ -42,6 +48,23 @@ def make_envelope(event_type, aggregate_id, data, source, correlation_id=None, e
         "aggregate_id": str(aggregate_id),
         "data": data,
     }
+
+
+def event_headers(envelope):
+    """The AMQP headers of a domain event; ``AGGREGATE_HEADER`` is the Kafka bridge's shard key."""
+    return {"event_id": envelope["event_id"], "event_type": envelope["event_type"],
+            AGGREGATE_HEADER: str(envelope["aggregate_id"])}
+
+
+class EventDispatcher(NamekoEventDispatcher):
+    """Nameko's ``dispatch(event_type, envelope)``, publishing the envelope with its ``event_headers``."""
+
+    def get_dependency(self, worker_ctx):
+        def dispatch(event_type, envelope):
+            headers = {**encode_to_headers(worker_ctx.context_data), **event_headers(envelope)}
+            self.publisher.publish(envelope, exchange=self.exchange, routing_key=event_type, extra_headers=headers)
+
+        return dispatch
 
 
 class ProcessedEventMixin:

@@ -17,10 +17,11 @@ from importlib import metadata
 
 import eventlet
 from eventlet import tpool
+from nameko import config
 from nameko.rpc import ClusterRpc
 
 from common.logging import LogContext
-from common.rpc import rpc
+from common.rpc import ServiceRpc, TimedClient, rpc
 from common.tracing import Tracing
 
 UP, DOWN = "UP", "DOWN"
@@ -169,23 +170,25 @@ def services_to_check(setting):
     return list(setting or SERVICES)
 
 
-class ServicePing(ClusterRpc):
-    """Injects ``ping(service)``: the service's answer to its ``ping`` RPC; the caller's timeout bounds the wait."""
+class ServicePing(ServiceRpc):
+    """Injects ``ping(service)``: the service's answer to its ``ping`` RPC, through the same client every service
+    calls with (``common.rpc``): one reply queue, a deadline within ``HEALTH_CHECK_TIMEOUT``, a service that does
+    not answer is ``DependencyUnavailable``."""
 
     def __init__(self, **options):
         options.setdefault("expiration", 10)  # a ping nobody consumes expires instead of piling up in the queue
-        super().__init__(**options)
+        super().__init__(None, **options)  # the target is named per call
+
+    def setup(self):
+        super().setup()
+        # a little shorter than the check's own timeout, so the answer names the service that did not answer
+        self.timeout = float(config.get("HEALTH_CHECK_TIMEOUT") or DEFAULT_TIMEOUT) * 0.9
 
     def get_dependency(self, worker_ctx):
-        client = super().get_dependency(worker_ctx)
+        cluster = ClusterRpc.get_dependency(self, worker_ctx)
 
         def ping(service):
-            reply = getattr(client, service).ping.call_async()
-            try:
-                return reply.result()
-            except BaseException:  # the caller's timeout too: forget the reply that may never come
-                self.reply_listener.pending.pop(reply.correlation_id, None)
-                raise
+            return TimedClient(lambda: getattr(cluster, service), self.timeout, self.reply_listener).ping()
 
         return ping
 

@@ -29,7 +29,7 @@ from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Text, sele
 
 from common import tracing
 from common.correlation import CORRELATION_KEY
-from common.events import make_envelope, utcnow
+from common.events import event_headers, make_envelope, utcnow
 from common.metrics import LiveCollector, count_domain_event
 
 log = logging.getLogger(__name__)
@@ -197,9 +197,7 @@ class Outbox(DependencyProvider):
 
     def publish(self, row):
         envelope = json.loads(row.envelope)
-        headers = {"nameko.correlation_id": envelope.get("correlation_id") or "",
-                   "event_id": row.event_id, "event_type": row.event_type,
-                   "aggregate_id": str(envelope.get("aggregate_id", ""))}  # the bridge shards on it
+        headers = {"nameko.correlation_id": envelope.get("correlation_id") or "", **event_headers(envelope)}
         carrier = json.loads(row.trace_context) if row.trace_context else None
         with tracing.continued(f"{row.event_type} publish", carrier,
                                attributes={"messaging.system": "rabbitmq", "messaging.destination.name":

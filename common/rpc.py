@@ -10,13 +10,15 @@ once rather than a timeout. Events keep confirms and persistence (the outbox's p
 Every service must take ``rpc`` from here, ``ping`` included (``common.health.Operational``): two consumer classes on
 one ``rpc-<service>`` queue would each answer the other's methods with ``MethodNotFound``. A worker that fails on
 infrastructure (its database or the broker down, a timeout) answers ``DependencyUnavailable``
-(``common.errors.as_domain_error``), so callers never interpret other libraries' exception names.
+(``common.errors.as_domain_error``), so callers never interpret other libraries' exception names. A reply the
+broker cannot take (it is down) is dropped, not fatal: the caller's deadline answers for it.
 """
 
 import functools
 import logging
 
 import eventlet
+import eventlet.corolocal
 from nameko import config
 from nameko.amqp.publish import Publisher
 from nameko.constants import (
@@ -34,7 +36,7 @@ from nameko.rpc import ServiceRpc as NamekoServiceRpc
 from nameko.rpc import get_rpc_exchange
 
 from common import tracing
-from common.amqp import ReadAheadConsumer, ReadsAhead
+from common.amqp import LOST_CONNECTION, ReadAheadConsumer, ReadsAhead
 from common.errors import DependencyUnavailable, DomainError, as_domain_error
 from common.replicas import POSITIONS_KEY, merge_positions
 
@@ -79,7 +81,13 @@ class RpcConsumer(NamekoRpcConsumer):
     def handle_result(self, message, result, exc_info, positions=None):
         responder = Responder(self.amqp_uri, get_rpc_exchange(), message, ssl=config.get(AMQP_SSL_CONFIG_KEY),
                               login_method=config.get(LOGIN_METHOD_CONFIG_KEY), positions=positions)
-        result, exc_info = responder.send_response(result, exc_info)
+        try:
+            result, exc_info = responder.send_response(result, exc_info)
+        except LOST_CONNECTION as exc:
+            # Nameko lets this kill the container: a broker outage stopped every process that was answering.
+            # The caller meets its deadline instead, as for any lost reply.
+            log.warning("could not reply to %s: the broker is unreachable (%r)",
+                        message.properties.get("correlation_id"), exc)
         self.consumer.ack_message(message)
         return result, exc_info
 
@@ -148,6 +156,18 @@ class ReplyListener(NamekoReplyListener):
     before this listener has declared its queue; the check then finds the queue "expired" and kills the container.
     Nothing can have been lost before the first consume."""
 
+    def setup(self):
+        super().setup()
+        self.registering = eventlet.corolocal.local()
+
+    def register_for_reply(self, correlation_id):
+        self.registering.correlation_id = correlation_id
+        return super().register_for_reply(correlation_id)
+
+    def forget_last_call(self):
+        """Stop waiting for the reply to the calling greenlet's last call (it failed, or its deadline passed)."""
+        self.pending.pop(getattr(self.registering, "correlation_id", None), None)
+
     def check_for_lost_replies(self):
         if self.consumer.ready.is_set():
             super().check_for_lost_replies()
@@ -203,23 +223,28 @@ class TimedClient:
 
         def call(*args, **kwargs):
             with tracing.outgoing(method.identifier, method.context_data):  # the request carries this span
-                try:
-                    reply = method.call_async(*args, **kwargs)
-                except UnknownService:
-                    raise DependencyUnavailable(f"{method.identifier}: the service is not running.") from None
-                return self._result(method, reply)
+                return self._send_and_wait(method, args, kwargs)
 
         return call
 
-    def _result(self, method, reply):
+    def _send_and_wait(self, method, args, kwargs):
+        # The deadline covers sending the request too: with the broker down, kombu retries the publish for
+        # seconds before it gives up, and a request that got through after that still waited for its reply.
         timer = eventlet.Timeout(self._timeout)
         try:
+            reply = method.call_async(*args, **kwargs)
             merge_positions(self._context_data, reply.get_response().get(POSITIONS_KEY))
             return reply.result()
+        except UnknownService:
+            self._reply_listener.forget_last_call()
+            raise DependencyUnavailable(f"{method.identifier}: the service is not running.") from None
         except eventlet.Timeout as exc:
+            self._reply_listener.forget_last_call()
             if exc is not timer:
                 raise
-            self._reply_listener.pending.pop(reply.correlation_id, None)
             raise DependencyUnavailable(f"{method.identifier} did not answer within {self._timeout:g}s.") from None
+        except Exception:
+            self._reply_listener.forget_last_call()
+            raise
         finally:
             timer.cancel()

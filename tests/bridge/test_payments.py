@@ -1,10 +1,14 @@
 """The payments service over real RPC against the real broker and the real gRPC provider (a subprocess it may kill)."""
 
+import json
+
 import pytest
+from kombu import Connection
 from nameko import config
 from nameko.events import event_handler
 from nameko.standalone.rpc import ServiceRpcClient
 
+from bridge.kafka_entrypoint import declare_shards, shard_queues
 from bridge.payments import PaymentsService
 from common.errors import Conflict, DependencyUnavailable
 from schemas.events import validate
@@ -140,3 +144,26 @@ def test_the_service_survives_the_provider_dying_and_coming_back(rpc, payment_pr
     assert rpc.get_payment(40)["status"] == "authorized"
     assert rpc.get_payment(41) is None  # nothing was charged while it was down
     assert authorize(rpc, 42, "tok_visa")["status"] == "authorized"
+
+
+def test_payment_events_shard_by_their_order_like_order_events(rpc):
+    shards = 4
+    with Connection(config["AMQP_URI"]) as connection:
+        declare_shards(connection, ["payments"], shards=shards)  # the Kafka bridge's shards, with no bridge reading
+        orders = range(100, 124)
+        for order_id in orders:
+            authorize(rpc, order_id, "tok_visa")
+            rpc.capture_payment(order_id)
+        wait_until(lambda: len(received) >= 2 * len(orders), message="the payment events")
+        shard_of = {}
+        channel = connection.default_channel
+        for shard, queue in enumerate(shard_queues(shards)):
+            while (message := channel.basic_get(queue.name, no_ack=True)) is not None:
+                envelope = json.loads(message.body)
+                assert message.headers["aggregate_id"] == envelope["aggregate_id"]
+                assert message.headers["event_type"] == envelope["event_type"]
+                assert message.headers["nameko.correlation_id"] == "corr-1"
+                shard_of.setdefault(envelope["aggregate_id"], set()).add(shard)
+    assert set(shard_of) == {str(order_id) for order_id in orders}  # every one of them reached a shard
+    assert all(len(found) == 1 for found in shard_of.values())  # an order's events stay on one shard
+    assert len(set().union(*shard_of.values())) > 1  # and the orders spread over the shards

@@ -27,13 +27,21 @@ FAST_SAGA_ENV = {"PAYMENT_TIMEOUT_SECONDS": "1", "PAYMENT_PENDING_TIMEOUT_SECOND
                  "ORDERS_RESERVATION_TIMEOUT_SECONDS": "5", "RPC_TIMEOUT_SECONDS": "10",
                  "OUTBOX_POLL_INTERVAL": "0.2"}
 RPC_DEADLINE = 10
+# config/dev.yml's saga timeouts (uat and prod wait longer): an outage shorter than them fails no order. FAST_SAGA's
+# 2 s and 5 s would fail, rightly, every order a 20 s outage catches between its steps.
+OUTAGE_SAGA_ENV = {"PAYMENT_PENDING_TIMEOUT_SECONDS": "60", "ORDERS_RESERVATION_TIMEOUT_SECONDS": "60"}
 DATABASE_SERVICES = ("accounts", "products", "inventory", "orders", "notifications")
 
 
 class System:
-    def __init__(self, work_dir):
+    def __init__(self, work_dir, broker=None, mariadb=None, extra_env=None):
+        """``broker``: a ``tests.system.servers.PrivateRabbit`` (started) to use instead of a vhost of the shared
+        RabbitMQ; ``mariadb``: a ``PrivateMariaDB`` (started) to keep every service's database in instead of
+        SQLite; ``extra_env``: settings over ``FAST_SAGA_ENV``."""
         self.work_dir = work_dir
-        self.vhost = Vhost(f"pos_system_{uuid.uuid4().hex[:8]}")
+        self.broker = broker
+        self.mariadb = mariadb
+        self.vhost = None if broker else Vhost(f"pos_system_{uuid.uuid4().hex[:8]}")
         self.gateway_port = free_port()
         self.kafka_port = free_port()
         self.provider_address = f"127.0.0.1:{free_port()}"
@@ -48,18 +56,20 @@ class System:
                     "RATE_LIMIT_WRITES": "100000/minute", "RATE_LIMIT_READS": "100000/minute",
                     "MAILDIR_PATH": str(work_dir / "mail"), "INVOICE_DIR": str(work_dir / "invoices"),
                     "ADMIN_EMAIL": "admin@example.com", "ADMIN_PASSWORD": "admin12345",
-                    "HEALTH_SERVICES": "", "LOG_FORMAT": "text"}
+                    "HEALTH_SERVICES": "", "LOG_FORMAT": "text", **(extra_env or {})}
         for service in DATABASE_SERVICES:
-            self.env[f"{service.upper()}_DB_URI"] = f"sqlite:///{work_dir}/{service}.db"
+            self.env[f"{service.upper()}_DB_URI"] = (mariadb.uri(f"pos_{service}") if mariadb
+                                                     else f"sqlite:///{work_dir}/{service}.db")
         self.fleet = Fleet(work_dir / "log", self.env)
         self.kafka = None
         self.commands = {}
 
     # -- starting and stopping
     def start(self):
-        self.vhost.create()
-        self.env["AMQP_URI"] = self.vhost.amqp_uri
+        self.env["AMQP_URI"] = self.broker.amqp_uri if self.broker else self.vhost.create().amqp_uri
         self.start_kafka()
+        if self.mariadb:
+            self.mariadb.create_databases(f"pos_{service}" for service in DATABASE_SERVICES)
         subprocess.check_call([sys.executable, "-m", "common.migrations", "--config", str(CONFIG)], cwd=ROOT,
                               env=self.env, stdout=subprocess.DEVNULL)
         self.commands["payment_provider"] = ([sys.executable, "-m", "payment_provider.server", "--address",
@@ -101,7 +111,8 @@ class System:
         self.fleet.stop()
         if self.kafka is not None:
             stop_process(self.kafka, 10)
-        self.vhost.delete()
+        if self.vhost is not None:
+            self.vhost.delete()
 
     def exited(self):
         return self.fleet.check()
@@ -147,19 +158,29 @@ def wait(predicate, timeout, message, interval=0.3):
 
 
 class Stream:
-    """Orders placed over HTTP from a few threads; remembers every answer and how long it took."""
+    """Orders placed over HTTP from a few threads; remembers every answer ``(status, seconds, Retry-After, error
+    code)``."""
 
     def __init__(self, system, customers, product_id, per_thread, pause=0.4):
         self.system, self.customers, self.product_id = system, customers, product_id
         self.per_thread, self.pause = per_thread, pause
-        self.accepted, self.answers, self.lock = [], [], threading.Lock()
+        self.accepted, self.answers, self.refused, self.lock = [], [], [], threading.Lock()
         self.threads = [threading.Thread(target=self._place, args=(c,), daemon=True) for c in customers]
+        self.stopping = threading.Event()
         self.keys = itertools.count()
 
     def start(self):
         for thread in self.threads:
             thread.start()
         return self
+
+    def stop(self):
+        """No new order after the ones in flight."""
+        self.stopping.set()
+
+    def accepted_since(self, moment):
+        with self.lock:
+            return [order for _, order, accepted_at in self.accepted if accepted_at > moment]
 
     def join(self, timeout=180):
         for thread in self.threads:
@@ -168,28 +189,50 @@ class Stream:
 
     def _place(self, session):
         for _ in range(self.per_thread):
-            key = f"k-{uuid.uuid4().hex}"
-            body = {"items": [{"product_id": self.product_id, "quantity": 1}], "shipping_address": ADDRESS,
-                    "payment_token": "tok_visa"}
-            began = time.monotonic()
-            try:
-                reply = session.post(f"{self.system.base_url}/orders", json=body, headers={"Idempotency-Key": key},
-                                     timeout=RPC_DEADLINE + 10)
-                status, retry_after = reply.status_code, reply.headers.get("Retry-After")
-                order = reply.json() if status == 201 else None
-            except requests.RequestException as exc:
-                status, retry_after, order = type(exc).__name__, None, None
-            with self.lock:
-                self.answers.append((status, time.monotonic() - began, retry_after))
-                if order is not None:
-                    self.accepted.append((session, order, time.monotonic()))
+            if self.stopping.is_set():
+                return
+            self.place(session, f"k-{uuid.uuid4().hex}")
             time.sleep(self.pause)
 
+    def place(self, session, key):
+        """One order under ``key`` (the same key again is the client's retry); its status."""
+        body = {"items": [{"product_id": self.product_id, "quantity": 1}], "shipping_address": ADDRESS,
+                "payment_token": "tok_visa"}
+        began = time.monotonic()
+        try:
+            reply = session.post(f"{self.system.base_url}/orders", json=body, headers={"Idempotency-Key": key},
+                                 timeout=RPC_DEADLINE + 10)
+            status, retry_after = reply.status_code, reply.headers.get("Retry-After")
+            order = reply.json() if status in (200, 201) else None  # 200: a retry found its key's order
+            code = None if order is not None else error_code(reply)
+        except requests.RequestException as exc:
+            status, retry_after, order, code = type(exc).__name__, None, None, None
+        with self.lock:
+            self.answers.append((status, time.monotonic() - began, retry_after, code))
+            if order is not None:
+                self.accepted.append((session, order, time.monotonic()))
+            else:
+                self.refused.append((session, key))
+        return status
 
-def assert_all_paid_and_on_kafka(system, stream, admin, product_id, start_stock, since=None, timeout=90):
-    """Every accepted order PAID, its order.created and order.paid on Kafka, stock on hand = start - paid units."""
+
+def error_code(reply):
+    """The API.md error body's code, or what came instead of one."""
+    try:
+        return reply.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return f"not an error body: {reply.text[:80]!r}"
+
+
+def assert_all_paid_and_on_kafka(system, stream, admin, product_id, start_stock, since=None, timeout=90,
+                                 committed=None):
+    """Every accepted (or ``committed``: every placed) order PAID, its order.created and order.paid on Kafka,
+    stock on hand = start - paid units."""
     assert stream.accepted, f"no order was accepted: {stream.answers}"
     ids = {order["id"] for _, order, _ in stream.accepted}
+    if committed is not None:  # orders the API did not answer 201 for may have been placed all the same
+        assert ids <= committed
+        ids = committed
 
     def unpaid():
         left = set()
@@ -209,6 +252,36 @@ def assert_all_paid_and_on_kafka(system, stream, admin, product_id, start_stock,
                  "no stock left reserved")
     assert stock["on_hand"] == start_stock - len(ids)
     assert stock["reserved"] == 0
+
+
+def assert_retries_place_each_order_once(system, stream, customers):
+    """Every refused request sent again with its key is placed (201), or finds the order it had placed after all
+    (200); the customers then have exactly the orders those answers name: none placed twice, none unknown. The set
+    of those orders."""
+    refused, stream.refused = list(stream.refused), []
+    retried = [stream.place(session, key) for session, key in refused]
+    assert set(retried) <= {200, 201}, stream.answers[-len(refused):]
+    accepted = [order["id"] for _, order, _ in stream.accepted]
+    placed = placed_orders(system, customers)
+    assert sorted(set(accepted)) == sorted(accepted)  # one order per key
+    assert placed == set(accepted)
+    return placed
+
+
+def placed_orders(system, customers):
+    """The ids of every order the ``customers`` have, as their own ``GET /orders`` lists them."""
+    ids = set()
+    for session in customers:
+        page = 1
+        while True:
+            reply = session.get(f"{system.base_url}/orders", params={"page": page, "page_size": 100}, timeout=15)
+            reply.raise_for_status()
+            listing = reply.json()
+            ids |= {order["id"] for order in listing["items"]}
+            if page * listing["page_size"] >= listing["total"]:
+                break
+            page += 1
+    return ids
 
 
 def read_kafka(bootstrap, topic, wanted, timeout):

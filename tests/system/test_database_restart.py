@@ -1,0 +1,62 @@
+"""MariaDB restarted in the middle of a stream of HTTP orders (a private `mariadbd` holding every service's
+database, stopped cleanly and started again 5 s later): requests meanwhile answer 503 with `Retry-After`, no
+process exits, orders go through again, and every order placed reaches PAID with its events on Kafka, once."""
+
+import time
+
+import pytest
+
+from tests.system.conftest import (
+    OUTAGE_SAGA_ENV,
+    RPC_DEADLINE,
+    Stream,
+    System,
+    assert_all_paid_and_on_kafka,
+    assert_retries_place_each_order_once,
+    wait,
+)
+from tests.system.servers import PrivateMariaDB
+
+START_STOCK = 1000
+DOWN_SECONDS = 5
+
+
+@pytest.fixture(scope="module")
+def mariadb(tmp_path_factory):
+    server = PrivateMariaDB(tmp_path_factory.mktemp("mariadb"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory, mariadb):
+    system = System(tmp_path_factory.mktemp("system"), mariadb=mariadb, extra_env=OUTAGE_SAGA_ENV)
+    try:
+        system.start()
+        yield system
+    finally:
+        system.stop()
+
+
+@pytest.mark.slow
+def test_a_database_restart_loses_and_duplicates_no_order(system, mariadb, admin):
+    product = system.product(admin, START_STOCK)
+    customers = [system.customer() for _ in range(3)]
+    stream = Stream(system, customers, product["id"], per_thread=10**6).start()
+    wait(lambda: len(stream.accepted) >= 6, 30, "orders before the restart")
+    mariadb.restart(DOWN_SECONDS)
+    back = time.monotonic()
+    wait(lambda: len(stream.accepted_since(back)) >= 6, 60, "orders accepted after the restart", 1)
+    stream.stop()
+    stream.join()
+
+    assert system.exited() is None
+    refused = [a for a in stream.answers if a[0] != 201]
+    assert refused, "no request met the restart"
+    assert all(status == 503 and retry and code == "service_unavailable"
+               for status, _, retry, code in refused), refused
+    assert max(seconds for _, seconds, _, _ in stream.answers) < RPC_DEADLINE + 3, stream.answers
+    placed = assert_retries_place_each_order_once(system, stream, customers)
+    assert_all_paid_and_on_kafka(system, stream, admin, product["id"], START_STOCK, committed=placed)
