@@ -9,6 +9,7 @@ from nameko_sqlalchemy.database import DatabaseWrapper
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
 
+from common.crypto import data_keyring
 from common.events import AlreadyHandled, can_record, record_delivery
 from common.metrics import time_statements
 
@@ -105,6 +106,8 @@ class Database(NamekoDatabase):
         self.engine = make_engine(self.db_uri, self.container.max_workers, **self.engine_options)
         self.Session.configure(bind=self.engine)
         time_statements(self.engine, self.container.service_name)
+        # refuses to start (common.crypto.KeyringError) when a data key is missing or cannot read a stored row
+        self.keyring = data_keyring(self.engine, self.declarative_base.metadata)
 
     def get_dependency(self, worker_ctx):
         delivery = getattr(worker_ctx.entrypoint, "delivery", None)

@@ -1,11 +1,16 @@
-"""The notifications service's tables: every message it owes someone, and every invoice it rendered."""
+"""The notifications service's tables: every message it owes someone, and every invoice it rendered.
+
+Recipients, the rendering context (the order with its address, the customer's name) and send errors (which can
+quote an address) are stored encrypted (``common.crypto``); ``customer_id`` finds a customer's messages to erase.
+"""
 
 from datetime import timedelta
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Text, UniqueConstraint, select, update
+from sqlalchemy import BigInteger, Column, DateTime, Integer, String, UniqueConstraint, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase
 
+from common.crypto import Encrypted
 from common.events import ProcessedEventMixin, utcnow
 from common.outbox import OutboxMessageMixin
 
@@ -17,7 +22,7 @@ class Base(DeclarativeBase):
 
 
 class OutboxMessage(OutboxMessageMixin, Base):
-    pass
+    envelope = Column(Encrypted("outbox.envelope"), nullable=False)  # notification.sent names the recipient
 
 
 class ProcessedEvent(ProcessedEventMixin, Base):
@@ -34,13 +39,14 @@ class Notification(Base):
     event_id = Column(String(36), nullable=False)
     kind = Column(String(40), nullable=False)
     channel = Column(String(10), nullable=False)
-    recipient = Column(String(255), nullable=False)
+    recipient = Column(Encrypted("notifications.recipient"), nullable=False)
     subject = Column(String(255), nullable=False, default="")
-    context = Column(Text, nullable=False)  # JSON the templates render from, at send time
+    context = Column(Encrypted("notifications.context"), nullable=False)  # JSON the templates render from
     order_id = Column(Integer, nullable=True, index=True)
+    customer_id = Column(Integer, nullable=True, index=True)
     status = Column(String(10), nullable=False, default=PENDING)
     attempts = Column(Integer, nullable=False, default=0)
-    last_error = Column(String(1000), nullable=True)
+    last_error = Column(Encrypted("notifications.last_error"), nullable=True)
     next_attempt_at = Column(DateTime, nullable=False, default=utcnow, index=True)
     created_at = Column(DateTime, nullable=False, default=utcnow)
     sent_at = Column(DateTime, nullable=True)

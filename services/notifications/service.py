@@ -152,9 +152,9 @@ class NotificationsService(Operational):
             channels.append(("sms", customer["phone"]))
         context = {"order": order, "customer": {"name": customer.get("name") or "", "email": customer["email"]},
                    **extra}
-        return self._record(envelope, kind, channels, context, order_id=order["id"])
+        return self._record(envelope, kind, channels, context, order_id=order["id"], customer_id=order["customer_id"])
 
-    def _record(self, envelope, kind, channels, context, order_id=None):
+    def _record(self, envelope, kind, channels, context, order_id=None, customer_id=None):
         """Write the messages this event owes, then try them straight away.
 
         The handler's first transaction: the event is recorded as handled with these rows (common.events), and what
@@ -163,7 +163,8 @@ class NotificationsService(Operational):
         subject = render_email(kind, context)[0]
         with self.db.get_session() as session:
             rows = [Notification(event_id=envelope["event_id"], kind=kind, channel=channel, recipient=recipient,
-                                 subject=subject, context=json.dumps(context), order_id=order_id)
+                                 subject=subject, context=json.dumps(context), order_id=order_id,
+                                 customer_id=customer_id)
                     for channel, recipient in channels if recipient]
             session.add_all(rows)
             session.flush()
@@ -201,8 +202,8 @@ class NotificationsService(Operational):
                 with attempt:
                     send()
         except Exception as exc:
-            log.warning("notification %s (%s to %s) failed: %r", notification.id, notification.kind,
-                        notification.recipient, exc)
+            log.warning("notification %s (%s by %s) failed: %s", notification.id, notification.kind,
+                        notification.channel, type(exc).__name__)  # the error can quote the address
             self._mark_failed(notification_id, exc, permanent=isinstance(exc, PermanentFailure))
         else:
             self._mark_sent(notification_id)

@@ -21,7 +21,6 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    Text,
     UniqueConstraint,
     func,
     select,
@@ -29,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, lazyload, relationship
 
+from common.crypto import Encrypted
 from common.errors import Conflict
 from common.events import utcnow
 from common.outbox import OutboxMessageMixin
@@ -75,7 +75,7 @@ class Base(DeclarativeBase):
 
 
 class OutboxMessage(OutboxMessageMixin, Base):
-    pass
+    envelope = Column(Encrypted("outbox.envelope"), nullable=False)  # order events carry the shipping address
 
 
 class Order(Base):
@@ -87,12 +87,12 @@ class Order(Base):
     status = Column(String(20), nullable=False, default=RESERVING)
     currency = Column(String(3), nullable=False)
     total_cents = Column(BigInteger, nullable=False)
-    shipping_address = Column(Text, nullable=False)
+    shipping_address = Column(Encrypted("orders.shipping_address"), nullable=False)  # JSON, with the name
     payment_status = Column(String(20), nullable=False, default=PaymentStatus.PENDING)
     payment_reference = Column(String(64), nullable=True)
     payment_failure_reason = Column(String(64), nullable=True)
     # Held only until the provider has answered the authorisation, or the order stopped waiting for it.
-    payment_token = Column(String(100), nullable=True)
+    payment_token = Column(Encrypted("orders.payment_token"), nullable=True)
     stock_action = Column(String(10), nullable=True)
     payment_action = Column(String(10), nullable=True)
     created_at = Column(DateTime, nullable=False, default=utcnow)

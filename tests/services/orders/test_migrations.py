@@ -42,7 +42,7 @@ def test_0002_turns_owed_refunds_into_releases_and_forgets_tokens_in_the_outbox(
             " VALUES ('e-1', 'order.created', '1', :envelope, '2026-12-01 00:00:00', 1)"),
             {"envelope": json.dumps(envelope)})
 
-    upgrade("orders", uri)
+    upgrade("orders", uri, revision="0002")
 
     with engine.connect() as connection:
         actions = dict(connection.execute(text("SELECT id, payment_action FROM orders")).all())
