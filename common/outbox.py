@@ -24,7 +24,7 @@ from nameko.constants import AMQP_URI_CONFIG_KEY, DEFAULT_AMQP_URI
 from nameko.extensions import DependencyProvider
 from nameko.standalone.events import get_event_exchange
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Text, select, text, update
+from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Text, delete, select, text, update
 
 from common.correlation import CORRELATION_KEY
 from common.events import make_envelope, utcnow
@@ -46,6 +46,23 @@ class OutboxMessageMixin:
     created_at = Column(DateTime, nullable=False, default=utcnow)
     published_at = Column(DateTime, nullable=True, index=True)
     attempts = Column(Integer, nullable=False, default=0)
+
+
+def forget_in_outbox(session, model, aggregate_ids, redact, chunk=500):
+    """Erasure: the aggregates' events already published are deleted; those still waiting keep their place in line
+    with ``redact(data)`` applied (it changes the dict in place)."""
+    for start in range(0, len(aggregate_ids), chunk):
+        ids = aggregate_ids[start:start + chunk]
+        session.execute(delete(model).where(model.aggregate_id.in_(ids), model.published_at.is_not(None)))
+        for row in session.scalars(select(model).where(model.aggregate_id.in_(ids))):
+            envelope = json.loads(row.envelope)
+            redact(envelope.get("data") or {})
+            row.envelope = json.dumps(envelope)
+
+
+def prune_sent(session, model, older_than):
+    """Delete the outbox rows published before ``older_than``; how many."""
+    return session.execute(delete(model).where(model.published_at < older_than)).rowcount
 
 
 class OutboxWriter:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from common.crypto import Encrypted
 from common.events import ProcessedEventMixin, utcnow
-from common.outbox import OutboxMessageMixin
+from common.outbox import OutboxMessageMixin, forget_in_outbox
 
 PENDING, SENT, FAILED = "PENDING", "SENT", "FAILED"
 
@@ -103,3 +103,21 @@ def invoice_for_order(session, order, number_prefix):
     except IntegrityError:  # a concurrent delivery of the same event got there first
         return session.scalar(select(Invoice).where(Invoice.order_id == order["id"]))
     return invoice
+
+
+def erase_customer(session, customer_id):
+    """Forget a customer's recipients and message contents (unsent ones will not go), and the names in their
+    ``notification.sent`` events; their invoices lose their stored PDF (re-issued without the name). Returns the
+    ``(order_id, storage_key)`` of each such invoice."""
+    mine = Notification.customer_id == customer_id
+    ids = session.scalars(select(Notification.id).where(mine)).all()
+    session.execute(update(Notification).where(mine, Notification.status == PENDING).values(status=FAILED))
+    session.execute(update(Notification).where(mine).values(recipient="", context="{}", last_error=None))
+    forget_in_outbox(session, OutboxMessage, [str(notification_id) for notification_id in ids],
+                     lambda data: data.update(recipient="") if "recipient" in data else None)
+    invoices = session.scalars(select(Invoice).where(Invoice.customer_id == customer_id,
+                                                     Invoice.storage_key.is_not(None))).all()
+    stored = [(invoice.order_id, invoice.storage_key) for invoice in invoices]
+    for invoice in invoices:
+        invoice.storage_key = None
+    return stored

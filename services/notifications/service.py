@@ -7,6 +7,8 @@ Events in (the envelope of common.events; ``data`` is the order dict of API.md f
   Customer messages go to the account's email (``accounts.get_user``), and by SMS too where the account has a
   phone and the kind has an SMS template.
 - inventory ``stock.low`` -> ``stock_low`` to ``ADMIN_EMAIL``.
+- accounts ``user.erased`` -> the customer's recipients and message contents forgotten, their invoices re-issued
+  without the name and address (or, if orders cannot answer now, on the next ``get_invoice``).
 Event out: ``notification.sent`` (``schemas.notifications.NotificationSentSchema``), through the outbox.
 RPC:
 - ``get_invoice(order_id)`` -> ``{url, expires_at, number, order_id}``; ``NotFound(invoice_not_found)`` until the
@@ -54,6 +56,7 @@ from services.notifications.models import (
     ProcessedEvent,
     claim,
     due_notification_ids,
+    erase_customer,
     invoice_for_order,
 )
 
@@ -99,6 +102,17 @@ class NotificationsService(Operational):
     def alert_low_stock(self, envelope):
         self._record(envelope, "stock_low", [("email", setting("ADMIN_EMAIL"))], {"stock": envelope["data"]})
 
+    @domain_event_handler("accounts", "user.erased")
+    def forget_customer(self, envelope):
+        with self.db.get_session() as session:
+            stored = erase_customer(session, load_id(envelope["data"]["id"], "id"))
+        for order_id, storage_key in stored:
+            self.invoices.delete(storage_key)  # the PDF with the name is gone before anything else can fail
+            try:
+                self._issue_invoice(self._anonymous_order(order_id))
+            except Exception:
+                log.warning("invoice of order %s not re-issued yet; get_invoice will", order_id, exc_info=True)
+
     @config_timer("NOTIFY_RETRY_INTERVAL", default=30)
     def retry_pending(self):
         with self.db.get_session() as session:
@@ -111,6 +125,8 @@ class NotificationsService(Operational):
         order_id = load_id(order_id, "order_id")
         with self.db.get_session() as session:
             invoice = session.scalar(select(Invoice).where(Invoice.order_id == order_id))
+        if invoice is not None and not invoice.storage_key and invoice.number:
+            invoice = self._issue_invoice(self.orders.get_order(order_id))  # not re-issued after an erasure yet
         if invoice is None or not invoice.storage_key:
             raise NotFound(f"Order {order_id} has no invoice yet: it is issued once the order is paid.",
                            code="invoice_not_found")
@@ -185,6 +201,10 @@ class NotificationsService(Operational):
             session.get(Invoice, invoice.id).storage_key = key
         invoice.storage_key = key
         return invoice
+
+    def _anonymous_order(self, order_id):
+        """The order as an erased customer's invoice shows it: lines and totals, no name or address."""
+        return {**self.orders.get_order(order_id), "shipping_address": {}}
 
     # --- how it is sent ----------------------------------------------------------------------------
 

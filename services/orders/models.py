@@ -31,7 +31,7 @@ from sqlalchemy.orm import DeclarativeBase, lazyload, relationship
 from common.crypto import Encrypted
 from common.errors import Conflict
 from common.events import utcnow
-from common.outbox import OutboxMessageMixin
+from common.outbox import OutboxMessageMixin, forget_in_outbox
 from schemas.common import rfc3339
 from schemas.orders import OrderStatus, PaymentStatus
 from schemas.payments import CHARGED, ChargeStatus
@@ -51,6 +51,7 @@ TRANSITIONS = {
 }
 PAID_OR_LATER = (PAID, SHIPPED, DELIVERED)
 PAYMENT_TIMEOUT = "payment_timeout"
+ERASED_ADDRESS = "{}"  # an erased customer's orders keep their lines and totals, not where they went
 # What the provider's answer to a release (refund or void) leaves of the order's payment.
 AFTER_RELEASE = {ChargeStatus.REFUNDED: PaymentStatus.REFUNDED, ChargeStatus.VOIDED: PaymentStatus.VOIDED,
                  ChargeStatus.DECLINED: PaymentStatus.FAILED}
@@ -339,3 +340,12 @@ def unsettled_ids(session, older_than_seconds, limit=100):
         select(Order.id).where((Order.stock_action.is_not(None)) | (Order.payment_action.is_not(None)))
         .where(Order.updated_at < cutoff).order_by(Order.id).limit(limit)
     ).all()
+
+
+def erase_customer(session, customer_id):
+    """Forget the shipping addresses (with the name) on a customer's orders and in their events not yet pruned."""
+    order_ids = session.scalars(select(Order.id).where(Order.customer_id == customer_id)).all()
+    session.execute(update(Order).where(Order.customer_id == customer_id).values(shipping_address=ERASED_ADDRESS))
+    forget_in_outbox(session, OutboxMessage, [str(order_id) for order_id in order_ids],
+                     lambda data: data.update(shipping_address={}) if "shipping_address" in data else None)
+    return len(order_ids)
