@@ -59,6 +59,7 @@ def _tune_sqlite(engine):
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=0")
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA secure_delete=ON")  # erased and re-encrypted values leave no copy in free pages
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -54,7 +54,20 @@ def run_env(target_metadata, unmanaged_prefixes=()):
         )
         with context.begin_transaction():
             context.run_migrations()
+    if context.config.attributes.get("rewrote_plain_rows") and engine.dialect.name == "sqlite":
+        squeeze_out_old_pages(engine)
     engine.dispose()
+
+
+def squeeze_out_old_pages(engine):
+    """After plain values were rewritten: SQLite keeps the old pages in its free list and write-ahead log until
+    they are reused, so the file is rebuilt and the log emptied (MySQL's undo log purges by itself)."""
+    connection = engine.raw_connection()
+    try:
+        connection.driver_connection.execute("VACUUM")
+        connection.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        connection.close()
 
 
 def encrypt_rows(table_name, names, primary_key="id", batch=500, derived=None, reads=()):
@@ -73,6 +86,7 @@ def decrypt_rows(table_name, names, primary_key="id", batch=500):
 
 def _rewrite(table_name, names, primary_key, batch, derived, reads, convert):
     keyring, connection = Keyring.from_config(), op.get_bind()
+    context.config.attributes["rewrote_plain_rows"] = True
     tbl = sa.table(table_name, sa.column(primary_key), *(sa.column(name, sa.Text) for name in [*names, *reads]))
     last = None
     while True:

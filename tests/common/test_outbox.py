@@ -1,6 +1,7 @@
 """The outbox publishes what a transaction committed, in order, and nothing that rolled back."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from nameko import config
@@ -13,7 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Session
 
 from common.correlation import CorrelationId
 from common.db import Database, make_engine
-from common.events import make_envelope
+from common.events import ProcessedEventMixin, make_envelope, utcnow
 from common.outbox import Outbox, OutboxMessageMixin
 from tests.support import wait_until
 
@@ -151,3 +152,40 @@ def published(uri):
             return len(session.scalars(select(OutboxMessage).where(OutboxMessage.published_at.isnot(None))).all())
     finally:
         engine.dispose()
+
+
+class ProcessedEvent(ProcessedEventMixin, Base):
+    pass
+
+
+class PrunedNotes(NotesService):
+    name = "notes"
+    db = Database(Base, handled_events=ProcessedEvent)
+
+
+def test_sent_rows_and_processed_events_past_their_retention_are_pruned_by_the_timer(notes_db, container_factory):
+    engine = make_engine(notes_db)
+    old, recent = utcnow() - timedelta(days=8), utcnow() - timedelta(days=6)
+    with Session(engine) as session, session.begin():
+        for number, (published_at, event_id) in enumerate([(old, "sent-long-ago"), (recent, "sent-lately"),
+                                                           (None, "never-sent")]):
+            session.add(OutboxMessage(event_id=event_id, event_type="note.kept", aggregate_id=str(number),
+                                      envelope="{}", created_at=old, published_at=published_at))
+        session.add_all([ProcessedEvent(event_id="handled-long-ago", handler="h", processed_at=old),
+                         ProcessedEvent(event_id="handled-lately", handler="h", processed_at=recent)])
+    ages = {"OUTBOX_RETENTION_SECONDS": 7 * 24 * 3600, "PROCESSED_EVENTS_RETENTION_SECONDS": 7 * 24 * 3600,
+            "RETENTION_INTERVAL_SECONDS": 0.1, "OUTBOX_POLL_INTERVAL": 3600}
+    with config.patch(ages):
+        container_factory(PrunedNotes).start()
+
+        def remaining():
+            with Session(engine) as session:
+                outbox = set(session.scalars(select(OutboxMessage.event_id)))
+                processed = set(session.scalars(select(ProcessedEvent.event_id)))
+            return (outbox, processed) if "sent-long-ago" not in outbox and "handled-long-ago" not in processed \
+                else None
+
+        outbox, processed = wait_until(remaining, message="the pruner to run")
+    engine.dispose()
+    assert outbox == {"sent-lately", "never-sent"}  # an unsent row is never pruned, however old
+    assert processed == {"handled-lately"}
