@@ -63,6 +63,7 @@ class Invoice(Base):
     total = Column(String(20), nullable=False)
     currency = Column(String(3), nullable=False)
     created_at = Column(DateTime, nullable=False, default=utcnow)
+    erased_at = Column(DateTime, nullable=True)  # its customer was erased: re-issued without name or address
 
 
 def due_notification_ids(session, now, limit=100):
@@ -107,7 +108,7 @@ def invoice_for_order(session, order, number_prefix):
 
 def erase_customer(session, customer_id):
     """Forget a customer's recipients and message contents (unsent ones will not go), and the names in their
-    ``notification.sent`` events; their invoices lose their stored PDF (re-issued without the name). Returns the
+    ``notification.sent`` events; their invoices are marked to be re-issued without the name. Returns the
     ``(order_id, storage_key)`` of each such invoice."""
     mine = Notification.customer_id == customer_id
     ids = session.scalars(select(Notification.id).where(mine)).all()
@@ -119,5 +120,5 @@ def erase_customer(session, customer_id):
                                                      Invoice.storage_key.is_not(None))).all()
     stored = [(invoice.order_id, invoice.storage_key) for invoice in invoices]
     for invoice in invoices:
-        invoice.storage_key = None
+        invoice.storage_key, invoice.erased_at = None, utcnow()
     return stored

@@ -107,10 +107,10 @@ class NotificationsService(Operational):
         with self.db.get_session() as session:
             stored = erase_customer(session, load_id(envelope["data"]["id"], "id"))
         for order_id, storage_key in stored:
-            self.invoices.delete(storage_key)  # the PDF with the name is gone before anything else can fail
             try:
-                self._issue_invoice(self._anonymous_order(order_id))
+                self._issue_invoice(self._anonymous_order(order_id))  # replaces the PDF under the same key
             except Exception:
+                self.invoices.delete(storage_key)  # the PDF with the name goes anyway
                 log.warning("invoice of order %s not re-issued yet; get_invoice will", order_id, exc_info=True)
 
     @config_timer("NOTIFY_RETRY_INTERVAL", default=30)
@@ -125,8 +125,8 @@ class NotificationsService(Operational):
         order_id = load_id(order_id, "order_id")
         with self.db.get_session() as session:
             invoice = session.scalar(select(Invoice).where(Invoice.order_id == order_id))
-        if invoice is not None and not invoice.storage_key and invoice.number:
-            invoice = self._issue_invoice(self.orders.get_order(order_id))  # not re-issued after an erasure yet
+        if invoice is not None and invoice.erased_at is not None and not invoice.storage_key:
+            invoice = self._issue_invoice(self._anonymous_order(order_id))  # not re-issued after the erasure yet
         if invoice is None or not invoice.storage_key:
             raise NotFound(f"Order {order_id} has no invoice yet: it is issued once the order is paid.",
                            code="invoice_not_found")

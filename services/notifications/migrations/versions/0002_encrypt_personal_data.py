@@ -4,7 +4,8 @@ Revision ID: 0002
 Revises: 0001
 
 Existing rows are encrypted in place with the first key of ``DATA_ENCRYPTION_KEYS`` (common.crypto).
-``customer_id`` (from the stored context's order) lets an erasure find a customer's messages.
+``customer_id`` (from the stored context's order) lets an erasure find a customer's messages; an invoice's
+``erased_at`` says it is (to be) re-issued without the customer's name and address.
 """
 
 import json
@@ -36,6 +37,8 @@ def upgrade():
         batch.alter_column("last_error", type_=sa.Text(), existing_type=sa.String(1000), existing_nullable=True)
         batch.add_column(sa.Column("customer_id", sa.Integer(), nullable=True))
     op.create_index("ix_notifications_customer_id", "notifications", ["customer_id"])
+    with op.batch_alter_table("invoices") as batch:
+        batch.add_column(sa.Column("erased_at", sa.DateTime(), nullable=True))
     encrypt_rows("notifications", ENCRYPTED, derived=customer_of)
     encrypt_rows("outbox", ["envelope"])
 
@@ -43,6 +46,8 @@ def upgrade():
 def downgrade():
     decrypt_rows("outbox", ["envelope"])
     decrypt_rows("notifications", ENCRYPTED)
+    with op.batch_alter_table("invoices") as batch:
+        batch.drop_column("erased_at")
     op.drop_index("ix_notifications_customer_id", table_name="notifications")
     with op.batch_alter_table("notifications") as batch:
         batch.drop_column("customer_id")
