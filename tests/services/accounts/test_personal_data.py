@@ -3,6 +3,8 @@ a missing or wrong key stops the service before it touches a row."""
 
 import pytest
 from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from nameko import config
 from nameko.events import event_handler
 from nameko.standalone.rpc import ServiceRpcClient
@@ -11,6 +13,7 @@ from sqlalchemy import create_engine, text
 from common.crypto import KeyringError, generate_key
 from common.errors import Conflict, NotFound, Unauthorized
 from common.migrations import alembic_config, upgrade
+from services.accounts.models import Base
 from services.accounts.passwords import hash_password
 from services.accounts.service import AccountsService
 from tests.support import assert_not_stored, stored_text, wait_until
@@ -117,3 +120,12 @@ def test_a_missing_or_wrong_key_stops_the_service_at_start_and_changes_no_row(ke
         container_factory(AccountsService).start()
 
     assert stored_text(db_uris["accounts:Base"]) == before
+
+
+def test_the_migrations_build_the_models(db_uris, service_config):
+    engine = create_engine(db_uris["accounts:Base"])
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(
+            connection, opts={"version_table": "alembic_version_accounts"}), Base.metadata)
+    engine.dispose()
+    assert differences == []
