@@ -15,6 +15,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.sql.elements import TextClause
 
 from common import replicas
+from common.crypto import data_keyring
 from common.events import AlreadyHandled, can_record, record_delivery
 from common.metrics import count_read, time_statements
 from common.tracing import trace_engine
@@ -67,6 +68,7 @@ def _tune_sqlite(engine):
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=0")
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA secure_delete=ON")  # erased and re-encrypted values leave no copy in free pages
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -123,6 +125,8 @@ class Database(NamekoDatabase):
         self.Session.configure(bind=self.engine)
         time_statements(self.engine, service)
         trace_engine(self.engine, service)
+        # refuses to start (common.crypto.KeyringError) when a data key is missing or cannot read a stored row
+        self.keyring = data_keyring(self.engine, self.declarative_base.metadata)
         self.ReadSession = sessionmaker(bind=self.engine, class_=Session, **self.session_options)
         guard_reads(self.ReadSession)
         uris = replicas.replica_uris(f"{service}:{self.declarative_base.__name__}")

@@ -17,7 +17,7 @@ import eventlet
 from nameko.events import EventDispatcher as NamekoEventDispatcher
 from nameko.events import EventHandler
 from nameko.messaging import encode_to_headers
-from sqlalchemy import Column, DateTime, String, insert
+from sqlalchemy import Column, DateTime, String, delete, insert
 
 from common.amqp import ReadAheadConsumer
 from common.errors import DependencyUnavailable, DomainError
@@ -93,6 +93,12 @@ def record_delivery(connection, model, event_id, handler):
                                                        processed_at=utcnow())
                                   .prefix_with("IGNORE", dialect="mysql").prefix_with("OR IGNORE", dialect="sqlite"))
     return recorded.rowcount == 1
+
+
+def prune_processed(session, model, older_than):
+    """Forget the processed-event records older than ``older_than`` (redeliveries come within minutes, not days);
+    how many."""
+    return session.execute(delete(model).where(model.processed_at < older_than)).rowcount
 
 
 class DomainEventHandler(EventHandler):

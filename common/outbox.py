@@ -9,6 +9,10 @@ confirmed them. It wakes as soon as a worker that wrote events ends, and also po
 ``OUTBOX_POLL_INTERVAL``, backing off to ``OUTBOX_IDLE_POLL_MAX_SECONDS`` while it finds nothing), so rows left by
 a crash or a broker outage go out when things recover: nothing committed is lost, repeats are possible.
 
+Retention (the pruner, a timer of the same provider): every ``RETENTION_INTERVAL_SECONDS`` rows published more than
+``OUTBOX_RETENTION_SECONDS`` ago are deleted, and so are the service's processed-event records (``Database(...,
+handled_events=...)``) older than ``PROCESSED_EVENTS_RETENTION_SECONDS`` (both default to a week).
+
 While its container runs the outbox exports its backlog (``pos_outbox_backlog{service}``, counted when scraped)
 and counts every event the broker confirmed in ``pos_domain_events_total``.
 """
@@ -16,6 +20,7 @@ and counts every event the broker confirmed in ``pos_domain_events_total``.
 import json
 import logging
 from contextlib import contextmanager
+from datetime import timedelta
 
 import eventlet
 from eventlet.event import Event
@@ -25,17 +30,18 @@ from nameko.constants import AMQP_URI_CONFIG_KEY, DEFAULT_AMQP_URI
 from nameko.extensions import DependencyProvider
 from nameko.standalone.events import get_event_exchange
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Text, select, text, update
+from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Text, delete, select, text, update
 
 from common import tracing
 from common.correlation import CORRELATION_KEY
-from common.events import event_headers, make_envelope, utcnow
+from common.events import event_headers, make_envelope, prune_processed, utcnow
 from common.metrics import LiveCollector, count_domain_event
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 SCRAPE_TIMEOUT = 2.0
+WEEK_SECONDS = 7 * 24 * 3600
 
 
 class OutboxMessageMixin:
@@ -49,6 +55,23 @@ class OutboxMessageMixin:
     published_at = Column(DateTime, nullable=True, index=True)
     attempts = Column(Integer, nullable=False, default=0)
     trace_context = Column(Text, nullable=True)  # the writer's W3C trace context: the relay's publish continues it
+
+
+def forget_in_outbox(session, model, aggregate_ids, redact, chunk=500):
+    """Erasure: the aggregates' events already published are deleted; those still waiting keep their place in line
+    with ``redact(data)`` applied (it changes the dict in place)."""
+    for start in range(0, len(aggregate_ids), chunk):
+        ids = aggregate_ids[start:start + chunk]
+        session.execute(delete(model).where(model.aggregate_id.in_(ids), model.published_at.is_not(None)))
+        for row in session.scalars(select(model).where(model.aggregate_id.in_(ids))):
+            envelope = json.loads(row.envelope)
+            redact(envelope.get("data") or {})
+            row.envelope = json.dumps(envelope)
+
+
+def prune_sent(session, model, older_than):
+    """Delete the outbox rows published before ``older_than``; how many."""
+    return session.execute(delete(model).where(model.published_at < older_than)).rowcount
 
 
 class OutboxWriter:
@@ -107,6 +130,7 @@ class Outbox(DependencyProvider):
     def start(self):
         self.running = True
         self.relay_thread = self.container.spawn_managed_thread(self.run_relay)
+        self.pruner_thread = self.container.spawn_managed_thread(self.run_pruner)
         self.collector.register()
 
     def stop(self):
@@ -114,11 +138,13 @@ class Outbox(DependencyProvider):
         self.running = False
         self.kick()
         self.relay_thread.wait()
+        self.pruner_thread.kill()
 
     def kill(self):
         self.collector.unregister()
         self.running = False
         self.relay_thread.kill()
+        self.pruner_thread.kill()
 
     def get_dependency(self, worker_ctx):
         writer = OutboxWriter(self, worker_ctx)
@@ -154,6 +180,28 @@ class Outbox(DependencyProvider):
             with eventlet.Timeout(delay, False):
                 self.wakeup.wait()
             self.wakeup = Event()
+
+    def run_pruner(self):
+        interval = float(config.get("RETENTION_INTERVAL_SECONDS") or 3600)
+        while self.running:
+            try:
+                self.prune()
+            except Exception:
+                log.warning("retention pruning of %s failed; retrying", self.container.service_name, exc_info=True)
+            eventlet.sleep(interval)
+
+    def prune(self):
+        """Delete what the retention settings no longer keep; ``(outbox rows, processed events)`` deleted."""
+        now = utcnow()
+        kept = float(config.get("OUTBOX_RETENTION_SECONDS") or WEEK_SECONDS)
+        with self.database.Session(close_on_exit=True) as session:
+            sent = prune_sent(session, self.model, now - timedelta(seconds=kept))
+        handled, processed = getattr(self.database, "handled_events", None), 0
+        if handled is not None:
+            kept = float(config.get("PROCESSED_EVENTS_RETENTION_SECONDS") or WEEK_SECONDS)
+            with self.database.Session(close_on_exit=True) as session:
+                processed = prune_processed(session, handled, now - timedelta(seconds=kept))
+        return sent, processed
 
     def relay_batch(self):
         """Publish one batch of unsent rows in order; returns how many were sent.

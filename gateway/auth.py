@@ -3,8 +3,9 @@
 Tokens carry ``sub`` (the user id as a string), ``role``, ``exp``, ``iat`` and ``jti``; a token used before its
 ``iat``/``nbf`` (beyond ``LEEWAY_SECONDS`` of clock skew) is refused. A valid signature is not enough: the account
 must still exist, so the gateway asks ``accounts.get_user`` — through a short-lived cache, so a busy client does
-not cost an RPC hop per request. Accounts' ``user.deleted`` event reaches every gateway replica (``AccountEvents``,
-a broadcast handler) and locks the account out at once; the cache TTL is only the fallback for a missed event.
+not cost an RPC hop per request. Accounts' ``user.deleted`` and ``user.erased`` events reach every gateway replica
+(``AccountEvents``, a broadcast handler) and lock the account out at once; the cache TTL is only the fallback for a
+missed event (then ``accounts.get_user`` answers ``user_not_found``).
 """
 
 import logging
@@ -174,8 +175,12 @@ class Auth(DependencyProvider):
 
 
 class AccountEvents:
-    """Gateway mixin: every replica (a broadcast queue each) forgets an account as soon as it is deleted."""
+    """Gateway mixin: every replica (a broadcast queue each) forgets an account as soon as it is deleted or erased."""
 
     @event_handler("accounts", "user.deleted", handler_type=BROADCAST, reliable_delivery=False)
     def forget_deleted_user(self, envelope):
+        self.auth.forget_user(int(envelope["data"]["id"]))
+
+    @event_handler("accounts", "user.erased", handler_type=BROADCAST, reliable_delivery=False)
+    def forget_erased_user(self, envelope):
         self.auth.forget_user(int(envelope["data"]["id"]))

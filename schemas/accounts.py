@@ -61,6 +61,13 @@ class UserDeletedSchema(Schema):
     deleted_at = Timestamp(required=True)
 
 
+class UserErasedSchema(Schema):
+    """``data`` of the ``user.erased`` event: the account's id only, never what was erased."""
+
+    id = fields.Integer(required=True)
+    erased_at = Timestamp(required=True)
+
+
 class UserQuerySchema(PaginationSchema):
     """``GET /users`` (admin): ``email`` finds accounts whose address contains it."""
 

@@ -92,11 +92,23 @@ def redis_uri():
     client.flushdb()
 
 
+# The data keys of every test (common.crypto): migrations and engines outside a container read them from config.
+DATA_KEYS = {"DATA_ENCRYPTION_KEYS": "Ix1eRLD_ERkO0KEDhybMPhrz6ubxZrvhcLkyLOLqtiY=",
+             "DATA_INDEX_KEY": "test-email-index-key-0123456789abcdef"}
+
+
+@pytest.fixture(autouse=True)
+def data_keys():
+    with config.patch(DATA_KEYS):
+        yield
+
+
 BASE_CONFIG = {
     "ENVIRONMENT": "test",
     "CACHE_TTL_SECONDS": 600,
     "JWT_SECRET": "test-secret-key-that-is-long-enough-for-hs256",
     "JWT_TTL_SECONDS": 3600,
+    **DATA_KEYS,
     "ADMIN_EMAIL": "admin@example.com",
     "ADMIN_PASSWORD": "admin-password-1",
     "OUTBOX_POLL_INTERVAL": 0.2,

@@ -1,4 +1,4 @@
-"""Auth: register, log in for a token, and who am I."""
+"""Auth: register, log in for a token, who am I, and erasure of an account."""
 
 from gateway.http import api
 from schemas.accounts import CredentialsSchema, RegisterSchema, UserSchema
@@ -23,3 +23,17 @@ class AccountRoutes:
          summary="The account of the token", tags=["Auth"])
     def me(self, request, user):
         return user
+
+    @api("DELETE", "/users/me", auth="user", responses={204: None},
+         summary="Erase my account and its personal data for good", tags=["Auth"])
+    def erase_me(self, request, user):
+        self._erase(user["id"])
+
+    @api("DELETE", "/users/<int:user_id>", auth="admin", responses={204: None},
+         summary="Erase an account and its personal data for good", tags=["Auth"])
+    def erase_user(self, request, user_id):
+        self._erase(user_id)
+
+    def _erase(self, user_id):
+        self.accounts_rpc.erase_user(user_id)
+        self.auth.forget_user(user_id)  # this replica at once; the others on user.erased (AccountEvents)

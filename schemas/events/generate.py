@@ -21,7 +21,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 from marshmallow.validate import Length, Range
 
-from schemas.accounts import UserDeletedSchema
+from schemas.accounts import UserDeletedSchema, UserErasedSchema
 from schemas.common import Money, Timestamp
 from schemas.events import DEFS, HERE, URN
 from schemas.inventory import MAX_STOCK, StockEventSchema
@@ -101,6 +101,9 @@ EVENTS = {
     "payment.refunded": Event("payments", PaymentSchema, "A paid order's payment was refunded."),
     "notification.sent": Event("notifications", NotificationSentSchema, "A notification (email, SMS) was sent."),
     "user.deleted": Event("accounts", UserDeletedSchema, "A customer account was deleted; its tokens stop working."),
+    "user.erased": Event("accounts", UserErasedSchema,
+                         "A customer account's personal data was erased for good; its tokens stop working. Carries "
+                         "no personal data: consumers erase what they hold under the id."),
 }
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from common.db import Database
 from schemas.accounts import normalise_email
-from services.accounts.models import ADMIN, User, live_user_by_email
+from services.accounts.models import ADMIN, User, email_index, live_user_by_email
 from services.accounts.passwords import hash_password, verify_password
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,8 @@ def ensure_admin(make_session, email, password):
     with make_session(close_on_exit=True) as session:
         user = live_user_by_email(session, email)
         if user is None:
-            session.add(User(email=email, active_email=email, name="Administrator", role=ADMIN,
-                             password_hash=new_hash))
+            session.add(User(email=email, active_email_index=email_index(session, email), name="Administrator",
+                             role=ADMIN, password_hash=new_hash))
         else:
             user.role, user.password_hash = ADMIN, new_hash
     log.info("admin account %s is ready", email)

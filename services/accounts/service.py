@@ -1,9 +1,10 @@
 """Accounts: who may log in, as what.
 
 RPC (see docs/architecture.md): ``register``, ``authenticate``, ``get_user``, ``list_users(email=None, page=1,
-page_size=20)`` (live accounts, newest first, email matching in part), ``delete_user``. A user is
+page_size=20)`` (live accounts, newest first, email matching in part), ``delete_user``, ``erase_user``. A user is
 ``{id, email, name, phone, role, created_at}``; emails are unique (case-insensitively) among live accounts.
-Events (outbox): ``user.deleted`` ``{id, deleted_at}`` (the gateway locks the account's tokens out on it).
+Events (outbox): ``user.deleted`` ``{id, deleted_at}`` (the gateway locks the account's tokens out on it);
+``user.erased`` ``{id, erased_at}`` (the same, and orders and notifications forget the account's personal data).
 """
 
 from sqlalchemy.exc import IntegrityError
@@ -20,7 +21,15 @@ from common.validation import load, load_id
 from schemas.accounts import CredentialsSchema, RegisterSchema, UserQuerySchema, UserSchema
 from schemas.common import page_of, rfc3339
 from services.accounts.admin import AdminAccount
-from services.accounts.models import Base, OutboxMessage, User, live_user, live_user_by_email, page_of_live_users
+from services.accounts.models import (
+    Base,
+    OutboxMessage,
+    User,
+    email_index,
+    live_user,
+    live_user_by_email,
+    page_of_live_users,
+)
 from services.accounts.passwords import hash_password, needs_rehash, verify_password, waste_a_verification
 
 
@@ -40,7 +49,7 @@ class AccountsService(Operational):
         with self.db.get_session() as session:
             if live_user_by_email(session, data["email"]) is not None:
                 raise email_taken()
-            user = User(**data, active_email=data["email"], password_hash=password_hash)
+            user = User(**data, active_email_index=email_index(session, data["email"]), password_hash=password_hash)
             session.add(user)
             try:
                 session.flush()
@@ -79,9 +88,19 @@ class AccountsService(Operational):
     def delete_user(self, user_id):
         with self.db.get_session() as session:
             user = self._live_user(session, user_id)
-            user.deleted_at, user.active_email = utcnow(), None
+            user.deleted_at, user.active_email_index = utcnow(), None
             self.outbox.add(session, "user.deleted", user.id,
                             {"id": user.id, "deleted_at": rfc3339(user.deleted_at)})
+
+    @rpc
+    def erase_user(self, user_id):
+        """Erase the account's personal data for good (a closed account too); ``NotFound`` once erased."""
+        with self.db.get_session() as session:
+            user = session.get(User, load_id(user_id, "user_id"))
+            if user is None or user.erased_at is not None:
+                raise NotFound(f"User {user_id} not found.", code="user_not_found")
+            user.erase(utcnow())
+            self.outbox.add(session, "user.erased", user.id, {"id": user.id, "erased_at": rfc3339(user.erased_at)})
 
     def _live_user(self, session, user_id):
         user = live_user(session, load_id(user_id, "user_id"))

@@ -179,6 +179,9 @@ class LocalFolderStore:
         temporary.write_bytes(content)
         os.replace(temporary, path)  # a reader never sees half a PDF
 
+    def delete(self, key):
+        self.path(key).unlink(missing_ok=True)
+
     def get(self, key):
         try:
             return self.path(key).read_bytes()
@@ -208,7 +211,11 @@ class S3Store:
         self.bucket, self.client = bucket, client
 
     def put(self, key, content):
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=content, ContentType="application/pdf")
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=content, ContentType="application/pdf",
+                               **server_side_encryption())
+
+    def delete(self, key):
+        self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def get(self, key):
         return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
@@ -221,6 +228,16 @@ class S3Store:
 
     def open_token(self, token):
         raise NotFound("Invoices are served from S3, not through the gateway.", code="invoice_not_found")
+
+
+def server_side_encryption():
+    """``S3_SERVER_SIDE_ENCRYPTION``: ``AES256`` (S3-managed keys, the default) or ``aws:kms`` (with
+    ``S3_KMS_KEY_ID``, else the bucket's default KMS key)."""
+    mode = setting("S3_SERVER_SIDE_ENCRYPTION") or "AES256"
+    options = {"ServerSideEncryption": mode}
+    if mode == "aws:kms" and setting("S3_KMS_KEY_ID"):
+        options["SSEKMSKeyId"] = setting("S3_KMS_KEY_ID")
+    return options
 
 
 def make_s3_client():

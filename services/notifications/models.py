@@ -1,13 +1,18 @@
-"""The notifications service's tables: every message it owes someone, and every invoice it rendered."""
+"""The notifications service's tables: every message it owes someone, and every invoice it rendered.
+
+Recipients, the rendering context (the order with its address, the customer's name) and send errors (which can
+quote an address) are stored encrypted (``common.crypto``); ``customer_id`` finds a customer's messages to erase.
+"""
 
 from datetime import timedelta
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Text, UniqueConstraint, select, update
+from sqlalchemy import BigInteger, Column, DateTime, Integer, String, UniqueConstraint, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase
 
+from common.crypto import Encrypted
 from common.events import ProcessedEventMixin, utcnow
-from common.outbox import OutboxMessageMixin
+from common.outbox import OutboxMessageMixin, forget_in_outbox
 
 PENDING, SENT, FAILED = "PENDING", "SENT", "FAILED"
 
@@ -17,7 +22,7 @@ class Base(DeclarativeBase):
 
 
 class OutboxMessage(OutboxMessageMixin, Base):
-    pass
+    envelope = Column(Encrypted("outbox.envelope"), nullable=False)  # notification.sent names the recipient
 
 
 class ProcessedEvent(ProcessedEventMixin, Base):
@@ -34,13 +39,14 @@ class Notification(Base):
     event_id = Column(String(36), nullable=False)
     kind = Column(String(40), nullable=False)
     channel = Column(String(10), nullable=False)
-    recipient = Column(String(255), nullable=False)
+    recipient = Column(Encrypted("notifications.recipient"), nullable=False)
     subject = Column(String(255), nullable=False, default="")
-    context = Column(Text, nullable=False)  # JSON the templates render from, at send time
+    context = Column(Encrypted("notifications.context"), nullable=False)  # JSON the templates render from
     order_id = Column(Integer, nullable=True, index=True)
+    customer_id = Column(Integer, nullable=True, index=True)
     status = Column(String(10), nullable=False, default=PENDING)
     attempts = Column(Integer, nullable=False, default=0)
-    last_error = Column(String(1000), nullable=True)
+    last_error = Column(Encrypted("notifications.last_error"), nullable=True)
     next_attempt_at = Column(DateTime, nullable=False, default=utcnow, index=True)
     created_at = Column(DateTime, nullable=False, default=utcnow)
     sent_at = Column(DateTime, nullable=True)
@@ -57,6 +63,7 @@ class Invoice(Base):
     total = Column(String(20), nullable=False)
     currency = Column(String(3), nullable=False)
     created_at = Column(DateTime, nullable=False, default=utcnow)
+    erased_at = Column(DateTime, nullable=True)  # its customer was erased: re-issued without name or address
 
 
 def due_notification_ids(session, now, limit=100):
@@ -97,3 +104,21 @@ def invoice_for_order(session, order, number_prefix):
     except IntegrityError:  # a concurrent delivery of the same event got there first
         return session.scalar(select(Invoice).where(Invoice.order_id == order["id"]))
     return invoice
+
+
+def erase_customer(session, customer_id):
+    """Forget a customer's recipients and message contents (unsent ones will not go), and the names in their
+    ``notification.sent`` events; their invoices are marked to be re-issued without the name. Returns the
+    ``(order_id, storage_key)`` of each such invoice."""
+    mine = Notification.customer_id == customer_id
+    ids = session.scalars(select(Notification.id).where(mine)).all()
+    session.execute(update(Notification).where(mine, Notification.status == PENDING).values(status=FAILED))
+    session.execute(update(Notification).where(mine).values(recipient="", context="{}", last_error=None))
+    forget_in_outbox(session, OutboxMessage, [str(notification_id) for notification_id in ids],
+                     lambda data: data.update(recipient="") if "recipient" in data else None)
+    invoices = session.scalars(select(Invoice).where(Invoice.customer_id == customer_id,
+                                                     Invoice.storage_key.is_not(None))).all()
+    stored = [(invoice.order_id, invoice.storage_key) for invoice in invoices]
+    for invoice in invoices:
+        invoice.storage_key, invoice.erased_at = None, utcnow()
+    return stored

@@ -7,6 +7,8 @@ Events in (the envelope of common.events; ``data`` is the order dict of API.md f
   Customer messages go to the account's email (``accounts.get_user``), and by SMS too where the account has a
   phone and the kind has an SMS template.
 - inventory ``stock.low`` -> ``stock_low`` to ``ADMIN_EMAIL``.
+- accounts ``user.erased`` -> the customer's recipients and message contents forgotten, their invoices re-issued
+  without the name and address (or, if orders cannot answer now, on the next ``get_invoice``).
 Event out: ``notification.sent`` (``schemas.notifications.NotificationSentSchema``), through the outbox.
 RPC:
 - ``get_invoice(order_id)`` -> ``{url, expires_at, number, order_id}``; ``NotFound(invoice_not_found)`` until the
@@ -54,6 +56,7 @@ from services.notifications.models import (
     ProcessedEvent,
     claim,
     due_notification_ids,
+    erase_customer,
     invoice_for_order,
 )
 
@@ -99,6 +102,17 @@ class NotificationsService(Operational):
     def alert_low_stock(self, envelope):
         self._record(envelope, "stock_low", [("email", setting("ADMIN_EMAIL"))], {"stock": envelope["data"]})
 
+    @domain_event_handler("accounts", "user.erased")
+    def forget_customer(self, envelope):
+        with self.db.get_session() as session:
+            stored = erase_customer(session, load_id(envelope["data"]["id"], "id"))
+        for order_id, storage_key in stored:
+            try:
+                self._issue_invoice(self._anonymous_order(order_id))  # replaces the PDF under the same key
+            except Exception:
+                self.invoices.delete(storage_key)  # the PDF with the name goes anyway
+                log.warning("invoice of order %s not re-issued yet; get_invoice will", order_id, exc_info=True)
+
     @config_timer("NOTIFY_RETRY_INTERVAL", default=30)
     def retry_pending(self):
         with self.db.get_session() as session:
@@ -111,6 +125,8 @@ class NotificationsService(Operational):
         order_id = load_id(order_id, "order_id")
         with self.db.get_session() as session:
             invoice = session.scalar(select(Invoice).where(Invoice.order_id == order_id))
+        if invoice is not None and invoice.erased_at is not None and not invoice.storage_key:
+            invoice = self._issue_invoice(self._anonymous_order(order_id))  # not re-issued after the erasure yet
         if invoice is None or not invoice.storage_key:
             raise NotFound(f"Order {order_id} has no invoice yet: it is issued once the order is paid.",
                            code="invoice_not_found")
@@ -152,9 +168,9 @@ class NotificationsService(Operational):
             channels.append(("sms", customer["phone"]))
         context = {"order": order, "customer": {"name": customer.get("name") or "", "email": customer["email"]},
                    **extra}
-        return self._record(envelope, kind, channels, context, order_id=order["id"])
+        return self._record(envelope, kind, channels, context, order_id=order["id"], customer_id=order["customer_id"])
 
-    def _record(self, envelope, kind, channels, context, order_id=None):
+    def _record(self, envelope, kind, channels, context, order_id=None, customer_id=None):
         """Write the messages this event owes, then try them straight away.
 
         The handler's first transaction: the event is recorded as handled with these rows (common.events), and what
@@ -163,7 +179,8 @@ class NotificationsService(Operational):
         subject = render_email(kind, context)[0]
         with self.db.get_session() as session:
             rows = [Notification(event_id=envelope["event_id"], kind=kind, channel=channel, recipient=recipient,
-                                 subject=subject, context=json.dumps(context), order_id=order_id)
+                                 subject=subject, context=json.dumps(context), order_id=order_id,
+                                 customer_id=customer_id)
                     for channel, recipient in channels if recipient]
             session.add_all(rows)
             session.flush()
@@ -185,6 +202,10 @@ class NotificationsService(Operational):
         invoice.storage_key = key
         return invoice
 
+    def _anonymous_order(self, order_id):
+        """The order as an erased customer's invoice shows it: lines and totals, no name or address."""
+        return {**self.orders.get_order(order_id), "shipping_address": {}}
+
     # --- how it is sent ----------------------------------------------------------------------------
 
     def _deliver(self, notification_id):
@@ -201,8 +222,8 @@ class NotificationsService(Operational):
                 with attempt:
                     send()
         except Exception as exc:
-            log.warning("notification %s (%s to %s) failed: %r", notification.id, notification.kind,
-                        notification.recipient, exc)
+            log.warning("notification %s (%s by %s) failed: %s", notification.id, notification.kind,
+                        notification.channel, type(exc).__name__)  # the error can quote the address
             self._mark_failed(notification_id, exc, permanent=isinstance(exc, PermanentFailure))
         else:
             self._mark_sent(notification_id)

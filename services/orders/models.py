@@ -21,7 +21,6 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    Text,
     UniqueConstraint,
     func,
     select,
@@ -29,9 +28,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, lazyload, relationship
 
+from common.crypto import Encrypted
 from common.errors import Conflict
 from common.events import utcnow
-from common.outbox import OutboxMessageMixin
+from common.outbox import OutboxMessageMixin, forget_in_outbox
 from schemas.common import rfc3339
 from schemas.orders import OrderStatus, PaymentStatus
 from schemas.payments import CHARGED, ChargeStatus
@@ -51,6 +51,7 @@ TRANSITIONS = {
 }
 PAID_OR_LATER = (PAID, SHIPPED, DELIVERED)
 PAYMENT_TIMEOUT = "payment_timeout"
+ERASED_ADDRESS = "{}"  # an erased customer's orders keep their lines and totals, not where they went
 # What the provider's answer to a release (refund or void) leaves of the order's payment.
 AFTER_RELEASE = {ChargeStatus.REFUNDED: PaymentStatus.REFUNDED, ChargeStatus.VOIDED: PaymentStatus.VOIDED,
                  ChargeStatus.DECLINED: PaymentStatus.FAILED}
@@ -75,7 +76,7 @@ class Base(DeclarativeBase):
 
 
 class OutboxMessage(OutboxMessageMixin, Base):
-    pass
+    envelope = Column(Encrypted("outbox.envelope"), nullable=False)  # order events carry the shipping address
 
 
 class Order(Base):
@@ -87,12 +88,12 @@ class Order(Base):
     status = Column(String(20), nullable=False, default=RESERVING)
     currency = Column(String(3), nullable=False)
     total_cents = Column(BigInteger, nullable=False)
-    shipping_address = Column(Text, nullable=False)
+    shipping_address = Column(Encrypted("orders.shipping_address"), nullable=False)  # JSON, with the name
     payment_status = Column(String(20), nullable=False, default=PaymentStatus.PENDING)
     payment_reference = Column(String(64), nullable=True)
     payment_failure_reason = Column(String(64), nullable=True)
     # Held only until the provider has answered the authorisation, or the order stopped waiting for it.
-    payment_token = Column(String(100), nullable=True)
+    payment_token = Column(Encrypted("orders.payment_token"), nullable=True)
     stock_action = Column(String(10), nullable=True)
     payment_action = Column(String(10), nullable=True)
     created_at = Column(DateTime, nullable=False, default=utcnow)
@@ -339,3 +340,12 @@ def unsettled_ids(session, older_than_seconds, limit=100):
         select(Order.id).where((Order.stock_action.is_not(None)) | (Order.payment_action.is_not(None)))
         .where(Order.updated_at < cutoff).order_by(Order.id).limit(limit)
     ).all()
+
+
+def erase_customer(session, customer_id):
+    """Forget the shipping addresses (with the name) on a customer's orders and in their events not yet pruned."""
+    order_ids = session.scalars(select(Order.id).where(Order.customer_id == customer_id)).all()
+    session.execute(update(Order).where(Order.customer_id == customer_id).values(shipping_address=ERASED_ADDRESS))
+    forget_in_outbox(session, OutboxMessage, [str(order_id) for order_id in order_ids],
+                     lambda data: data.update(shipping_address={}) if "shipping_address" in data else None)
+    return len(order_ids)

@@ -18,6 +18,7 @@ Events (outbox, data = the order dict): ``order.created``, ``order.paid``, ``ord
 ``order.cancelled``, ``order.status_changed``. The saga's next step after acceptance runs off its own
 ``order.created``: the customer's request does not wait for the provider, and a crash in between loses nothing.
 The state machine is ``services.orders.models.Order``; a timer reconciles what the saga left open.
+Accounts' ``user.erased``: the customer's orders forget their shipping addresses (lines and totals stay).
 """
 
 import json
@@ -50,6 +51,7 @@ from services.orders.models import (
     PaymentAction,
     StatusChange,
     StockAction,
+    erase_customer,
     locked_order,
     order_alone,
     order_for_key,
@@ -135,6 +137,11 @@ class OrdersService(Operational):
     @domain_event_handler("orders", "order.created")
     def request_payment(self, envelope):
         self._authorize(load_id(envelope.get("aggregate_id"), "aggregate_id"))
+
+    @domain_event_handler("accounts", "user.erased")
+    def forget_customer(self, envelope):
+        with self.db.get_session() as session:
+            erase_customer(session, load_id(envelope["data"]["id"], "id"))
 
     @config_timer("ORDERS_RECONCILE_INTERVAL_SECONDS", default=5.0)
     def reconcile(self):

@@ -126,7 +126,7 @@ SAMPLES = {
     "notification": ("notifications", {"id": 5, "kind": "order_paid", "channel": "email",
                                        "recipient": "a@example.com", "subject": "Paid", "order_id": 9,
                                        "source_event_id": "e1", "attempts": 1, "sent_at": "2026-01-01T00:00:00Z"}),
-    "user": ("accounts", {"id": 6, "deleted_at": "2026-01-01T00:00:00Z"}),
+    "user": ("accounts", {"id": 6, "deleted_at": "2026-01-01T00:00:00Z", "erased_at": "2026-01-01T00:00:00Z"}),
 }
 TOPIC = {"category": "products", "product": "products", "stock": "inventory", "order": "orders",
          "payment": "payments", "notification": "notifications", "user": "accounts"}
@@ -151,7 +151,7 @@ def test_every_event_type_reaches_its_topic_and_matches_its_schema(
         received.update({r.value["event_type"]: r for r in records})
         assert {r.value["event_type"] for r in records} == expected
 
-    assert set(received) == set(sent) and len(sent) == len(event_types()) == 22
+    assert set(received) == set(sent) and len(sent) == len(event_types()) == 23
     for event_type, record in received.items():
         validate(record.value)
         assert record.value == sent[event_type]

@@ -1,6 +1,7 @@
 """The outbox publishes what a transaction committed, in order, and nothing that rolled back."""
 
 import json
+from datetime import timedelta
 
 import eventlet
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy.orm import DeclarativeBase, Session
 
 from common.correlation import CorrelationId
 from common.db import Database, make_engine
-from common.events import make_envelope
+from common.events import ProcessedEventMixin, make_envelope, utcnow
 from common.outbox import Outbox, OutboxMessageMixin
 from tests.support import wait_until
 
@@ -174,3 +175,40 @@ def test_an_idle_relay_polls_less_and_less_often_but_still_finds_what_another_pr
         session.add(OutboxMessage(event_id=env["event_id"], event_type="note.written", aggregate_id="9",
                                   envelope=json.dumps(env)))
     wait_until(lambda: received, timeout=8, message="the row left by a crash, within the back-off's bound")
+
+
+class ProcessedEvent(ProcessedEventMixin, Base):
+    pass
+
+
+class PrunedNotes(NotesService):
+    name = "notes"
+    db = Database(Base, handled_events=ProcessedEvent)
+
+
+def test_sent_rows_and_processed_events_past_their_retention_are_pruned_by_the_timer(notes_db, container_factory):
+    engine = make_engine(notes_db)
+    old, recent = utcnow() - timedelta(days=8), utcnow() - timedelta(days=6)
+    with Session(engine) as session, session.begin():
+        for number, (published_at, event_id) in enumerate([(old, "sent-long-ago"), (recent, "sent-lately"),
+                                                           (None, "never-sent")]):
+            session.add(OutboxMessage(event_id=event_id, event_type="note.kept", aggregate_id=str(number),
+                                      envelope="{}", created_at=old, published_at=published_at))
+        session.add_all([ProcessedEvent(event_id="handled-long-ago", handler="h", processed_at=old),
+                         ProcessedEvent(event_id="handled-lately", handler="h", processed_at=recent)])
+    ages = {"OUTBOX_RETENTION_SECONDS": 7 * 24 * 3600, "PROCESSED_EVENTS_RETENTION_SECONDS": 7 * 24 * 3600,
+            "RETENTION_INTERVAL_SECONDS": 0.1, "OUTBOX_POLL_INTERVAL": 3600}
+    with config.patch(ages):
+        container_factory(PrunedNotes).start()
+
+        def remaining():
+            with Session(engine) as session:
+                outbox = set(session.scalars(select(OutboxMessage.event_id)))
+                processed = set(session.scalars(select(ProcessedEvent.event_id)))
+            return (outbox, processed) if "sent-long-ago" not in outbox and "handled-long-ago" not in processed \
+                else None
+
+        outbox, processed = wait_until(remaining, message="the pruner to run")
+    engine.dispose()
+    assert outbox == {"sent-lately", "never-sent"}  # an unsent row is never pruned, however old
+    assert processed == {"handled-lately"}

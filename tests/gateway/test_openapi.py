@@ -18,6 +18,7 @@ from tests.conftest import BASE_CONFIG
 # Every endpoint of ../shared/API.md (OpenAPI path templates), and who may call it.
 API_MD = {
     ("POST", "/auth/register"): None, ("POST", "/auth/token"): None,
+    ("DELETE", "/users/me"): "user", ("DELETE", "/users/{user_id}"): "admin",
     ("GET", "/categories"): None, ("GET", "/categories/{category_id}"): None,
     ("POST", "/categories"): "admin", ("PATCH", "/categories/{category_id}"): "admin",
     ("DELETE", "/categories/{category_id}"): "admin",

@@ -118,3 +118,16 @@ def test_a_deleted_accounts_token_stops_working_on_every_replica_at_once(replica
         wait_until(lambda replica=replica: replica.get("/auth/me", token=token).status_code == 401,
                    message="user.deleted to reach the replica")
         assert_error(replica.get("/auth/me", token=token), 401, "invalid_token")
+
+
+def test_an_erased_accounts_token_stops_working_on_every_replica(replicas, ann):
+    (user, token) = ann
+    for replica in replicas:  # both replicas now hold the account in their 10-minute caches
+        assert replica.get("/auth/me", token=token).json()["id"] == user["id"]
+
+    assert replicas[0].delete("/users/me", token=token).status_code == 204
+
+    assert_error(replicas[0].get("/auth/me", token=token), 401, "invalid_token")  # the replica that erased: at once
+    wait_until(lambda: replicas[1].get("/auth/me", token=token).status_code == 401,
+               message="user.erased to reach the other replica")
+    assert_error(replicas[1].get("/auth/me", token=token), 401, "invalid_token")

@@ -54,6 +54,7 @@ DATA = {
     "payment.refunded": {**PAYMENT, "status": "refunded"},
     "notification.sent": NotificationSentSchema().dump(NOTIFICATION),
     "user.deleted": {"id": 6, "deleted_at": WHEN},
+    "user.erased": {"id": 6, "erased_at": WHEN},
 }
 
 
@@ -73,7 +74,7 @@ def test_the_committed_files_are_the_generated_ones():
 
 def test_one_schema_per_catalogued_event_type_and_the_shared_file_is_none():
     assert event_types() == sorted(EVENTS) == sorted(DATA)
-    assert len(event_types()) == 22 and "_defs" not in event_types()
+    assert len(event_types()) == 23 and "_defs" not in event_types()
     with pytest.raises(KeyError):
         load_schema("_defs")
     with pytest.raises(KeyError):
@@ -160,6 +161,7 @@ def without(mapping, key):
     pytest.param(event("notification.sent", without(DATA["notification.sent"], "channel")),
                  id="notification without channel"),
     pytest.param(event("user.deleted", {"id": 6}), id="user.deleted without deleted_at"),
+    pytest.param(event("user.erased", {"id": 6}), id="user.erased without erased_at"),
 ])
 def test_an_invalid_event_is_rejected(envelope):
     with pytest.raises(jsonschema.ValidationError):

@@ -6,6 +6,7 @@ from nameko import config
 from nameko.standalone.rpc import ServiceRpcClient
 from sqlalchemy import create_engine, select
 
+from common.crypto import Keyring
 from common.errors import Unauthorized
 from services.accounts.models import User
 from services.accounts.service import AccountsService
@@ -23,7 +24,8 @@ def users_with_email(uri, email):
     engine = create_engine(uri)
     try:
         with engine.connect() as conn:
-            return conn.execute(select(User.__table__).where(User.email == email)).mappings().all()
+            return conn.execute(select(User.__table__).where(
+                User.active_email_index == Keyring.from_config().blind_index(email))).mappings().all()
     finally:
         engine.dispose()
 
