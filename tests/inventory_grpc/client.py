@@ -4,11 +4,13 @@ unary calls work there and the tests make them directly.
 
     python -m tests.inventory_grpc.client reflect ADDRESS            -> {"services": [...], "health": {...}}
     python -m tests.inventory_grpc.client watch ADDRESS TOKEN IDS AFTER  -> one JSON level a line, then the end
+    python -m tests.inventory_grpc.client stall ADDRESS TOKEN IDS SECONDS  -> reads nothing for a while
     python -m tests.inventory_grpc.client adjust ADDRESS TOKEN PRODUCT DELTA N  -> N concurrent AdjustStock calls
 """
 
 import json
 import sys
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -52,6 +54,25 @@ def watch(address, token, ids, after):
             say({"error": error.code().name, "details": error.details()})
 
 
+def stall(address, token, ids, seconds):
+    """A client that reads nothing for ``seconds``: a tiny HTTP/2 window, so the server's writes back up at once."""
+    options = [("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe", 0)]
+    metadata = (("authorization", f"Bearer {token}"),)
+    with grpc.insecure_channel(address, options=options) as channel:
+        call = pb_grpc.InventoryStub(channel).WatchStock(pb.WatchStockRequest(product_ids=json.loads(ids)),
+                                                         metadata=metadata, timeout=300)
+        first = next(call)
+        say({"version": first.version})
+        time.sleep(float(seconds))
+        received = 0
+        try:
+            for _ in call:
+                received += 1
+            say({"received": received, "error": None})
+        except grpc.RpcError as error:
+            say({"received": received, "error": error.code().name, "details": error.details()})
+
+
 def adjust(address, token, product_id, delta, count):
     metadata = (("authorization", f"Bearer {token}"),)
     with grpc.insecure_channel(address) as channel:
@@ -70,4 +91,4 @@ def adjust(address, token, product_id, delta, count):
 
 
 if __name__ == "__main__":
-    {"reflect": reflect, "watch": watch, "adjust": adjust}[sys.argv[1]](*sys.argv[2:])
+    {"reflect": reflect, "watch": watch, "stall": stall, "adjust": adjust}[sys.argv[1]](*sys.argv[2:])

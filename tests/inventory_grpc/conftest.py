@@ -10,11 +10,14 @@ from inventory_grpc import protos
 from tests.system.conftest import System
 
 pb, pb_grpc = protos()
+WATCH_QUEUE = 20
 
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
     system = System(tmp_path_factory.mktemp("system"))
+    # Small WatchStock bounds, so a client that stops reading is cut off within a test's patience.
+    system.env.update({"INVENTORY_GRPC_WATCH_QUEUE": str(WATCH_QUEUE), "INVENTORY_GRPC_WRITE_TIMEOUT_SECONDS": "2"})
     try:
         system.start()
         yield system

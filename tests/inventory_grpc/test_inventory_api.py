@@ -13,7 +13,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.tokens import issue_token
-from tests.inventory_grpc.conftest import pb
+from tests.inventory_grpc.conftest import WATCH_QUEUE, pb
 from tests.system.conftest import ADDRESS, ROOT
 
 DEV_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"  # config/dev.yml, which the system runs with
@@ -270,6 +270,30 @@ def test_watching_everything_sees_changes_of_any_product(system, stub, admin, ad
         assert created["on_hand"] == 4
     finally:
         watch.close()
+
+
+def test_a_client_that_stops_reading_is_cut_off_and_slows_nobody(system, stub, admin, admin_auth):
+    product = system.product(admin, 100)
+    stalled = subprocess.Popen([sys.executable, "-m", "tests.inventory_grpc.client", "stall",
+                                system.inventory_grpc_address, token(admin_auth), json.dumps([product["id"]]), "8"],
+                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    prompt = Watch(system, admin_auth, [product["id"]])
+    try:
+        prompt.next()
+        time.sleep(1)  # the stalled client has its first level and reads no more
+        changes = 3 * WATCH_QUEUE
+        for count in range(changes):
+            stub.SetStock(pb.SetStockRequest(product_id=product["id"], on_hand=200 + count), metadata=admin_auth,
+                          timeout=TIMEOUT)
+        # A reader that keeps up sees every change, while the stalled one is still not reading.
+        assert [prompt.next()["on_hand"] for _ in range(changes)] == list(range(200, 200 + changes))
+        assert stalled.poll() is None
+        out, _ = stalled.communicate(timeout=60)
+    finally:
+        prompt.close()
+    ending = json.loads(out.splitlines()[-1])
+    assert ending["error"] == "RESOURCE_EXHAUSTED" and "resume" in ending["details"]
+    assert ending["received"] < changes
 
 
 @pytest.mark.parametrize("ids, auth, code", [([0], True, "INVALID_ARGUMENT"), ([990004], True, "NOT_FOUND"),
