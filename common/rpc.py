@@ -197,7 +197,8 @@ class ThreadedRpc:
     ``ServiceRpc``: domain errors as themselves, no answer or no such service as ``DependencyUnavailable``.
 
     nameko's standalone client is single-threaded, so each thread gets its own (its own reply queue), and one that
-    failed on the broker is dropped and built again on the next call."""
+    failed on the broker is dropped and built again on the next call. Its requests go out as ``ServiceRpc``'s do
+    (``RequestPublisher``: confirmed and declaring the reply queue only until the first one was routed)."""
 
     def __init__(self, target_service, timeout=None):
         import threading
@@ -228,8 +229,6 @@ class ThreadedRpc:
         return call
 
     def _client(self):
-        from nameko.standalone.rpc import ServiceRpcClient as StandaloneClient
-
         standalone = getattr(self.local, "client", None)
         if standalone is None:
             timeout = self.timeout or float(config.get("RPC_TIMEOUT_SECONDS") or DEFAULT_TIMEOUT)
@@ -261,3 +260,15 @@ class ThreadedRpc:
                 standalone.stop()
             except Exception:
                 log.debug("closing an RPC client failed", exc_info=True)
+
+
+def _standalone_client_class():
+    from nameko.standalone.rpc import ServiceRpcClient as NamekoStandaloneClient
+
+    class StandaloneClient(NamekoStandaloneClient):
+        publisher_cls = RequestPublisher
+
+    return StandaloneClient
+
+
+StandaloneClient = _standalone_client_class()
