@@ -62,7 +62,7 @@ class StockSchema(Schema):
 
 class StockEventSchema(StockSchema):
     """``data`` of the ``stock.*`` events: the stock level, its version and, for a reservation's events, the order
-    and the quantity it moved."""
+    and the quantity it moved; for an adjustment's ``stock.updated`` (``adjust_stock``), its delta and reason."""
 
     product_id = fields.Integer(required=True)
     on_hand = fields.Integer(required=True, validate=validate.Range(min=0))
@@ -72,6 +72,8 @@ class StockEventSchema(StockSchema):
     version = fields.Integer(required=True, validate=validate.Range(min=0))
     order_id = fields.Integer(allow_none=True)
     quantity = fields.Integer(allow_none=True)
+    delta = fields.Integer(allow_none=True)
+    reason = fields.String(allow_none=True)
 
 
 class ReservationSchema(Schema):
