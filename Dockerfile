@@ -1,6 +1,6 @@
 # One image for every process of the Product Order Service; the command picks the process:
 #   docker run IMAGE gateway | accounts | products | inventory | orders | notifications | payments | kafka_bridge
-#   docker run IMAGE migrate | payment_provider
+#   docker run IMAGE migrate | payment_provider | inventory_grpc
 # CONFIG (default config/prod.yml) selects the environment's config; every address and secret comes from the env.
 
 # The gRPC stubs are generated here, never committed: grpcio-tools (setup.cfg's `protos` extra) stays in this stage.
@@ -12,8 +12,10 @@ RUN python -c "import configparser; c = configparser.RawConfigParser(); c.read('
 print(c['options.extras_require']['protos'])" > protos-requirements.txt \
     && pip install --no-cache-dir -r protos-requirements.txt
 COPY protos/ protos/
+COPY common/__init__.py common/protos.py common/
 COPY payment_provider/__init__.py payment_provider/build_protos.py payment_provider/
-RUN python -m payment_provider.build_protos
+COPY inventory_grpc/__init__.py inventory_grpc/build_protos.py inventory_grpc/
+RUN python -m payment_provider.build_protos && python -m inventory_grpc.build_protos
 
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
@@ -32,11 +34,13 @@ COPY gateway/ gateway/
 COPY bridge/ bridge/
 COPY schemas/ schemas/
 COPY payment_provider/ payment_provider/
+COPY inventory_grpc/ inventory_grpc/
 COPY protos/ protos/
 COPY config/ config/
 COPY scripts/ scripts/
 COPY --from=protos /app/payment_provider/generated/ payment_provider/generated/
-RUN python -m compileall -q common services gateway bridge schemas payment_provider scripts
+COPY --from=protos /app/inventory_grpc/generated/ inventory_grpc/generated/
+RUN python -m compileall -q common services gateway bridge schemas payment_provider inventory_grpc scripts
 
 FROM python:3.11-slim-bookworm
 ARG GIT_SHA=unknown
@@ -61,6 +65,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     METRICS_ADDR=0.0.0.0 \
     GIT_SHA=${GIT_SHA}
 USER 10001:10001
-EXPOSE 8000 9100 50051
+EXPOSE 8000 9100 50051 50052
 ENTRYPOINT ["/app/scripts/container-entrypoint.sh"]
 CMD ["gateway"]

@@ -19,6 +19,7 @@ install: $(VENV)/.installed protos
 
 protos: $(VENV)/.installed
 	@if [ -f protos/payment.proto ]; then $(PY) -m payment_provider.build_protos; fi
+	@if [ -f protos/inventory.proto ]; then $(PY) -m inventory_grpc.build_protos; fi
 
 run: install
 	scripts/ensure-tools.sh fonts

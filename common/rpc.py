@@ -248,3 +248,86 @@ class TimedClient:
             raise
         finally:
             timer.cancel()
+
+
+class ThreadedRpc:
+    """RPC for a process that is not Nameko (the inventory gRPC server's threads): ``ThreadedRpc("inventory")``,
+    then ``rpc.get_stock(1)`` from any thread. The same deadline (``RPC_TIMEOUT_SECONDS``) and the same errors as
+    ``ServiceRpc``: domain errors as themselves, no answer or no such service as ``DependencyUnavailable``.
+
+    nameko's standalone client is single-threaded, so each thread gets its own (its own reply queue), and one that
+    failed on the broker is dropped and built again on the next call. Its requests go out as ``ServiceRpc``'s do
+    (``RequestPublisher``: confirmed and declaring the reply queue only until the first one was routed)."""
+
+    def __init__(self, target_service, timeout=None):
+        import threading
+
+        self.target_service = target_service
+        self.timeout = timeout
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.clients = []
+
+    def __getattr__(self, method_name):
+        if method_name.startswith("_"):
+            raise AttributeError(method_name)
+
+        def call(*args, **kwargs):
+            standalone = self._client()
+            try:
+                return getattr(standalone.client, method_name)(*args, **kwargs)
+            except DomainError:
+                raise
+            except Exception as exc:
+                error = as_domain_error(exc)
+                if error is None:
+                    raise
+                self._drop(standalone)
+                raise DependencyUnavailable(f"{self.target_service}.{method_name}: {type(exc).__name__}") from exc
+
+        return call
+
+    def _client(self):
+        standalone = getattr(self.local, "client", None)
+        if standalone is None:
+            timeout = self.timeout or float(config.get("RPC_TIMEOUT_SECONDS") or DEFAULT_TIMEOUT)
+            standalone = StandaloneClient(self.target_service, timeout=timeout)
+            try:
+                standalone.start()
+            except Exception as exc:
+                raise as_domain_error(exc) or exc from exc
+            self.local.client = standalone
+            with self.lock:
+                self.clients.append(standalone)
+        return standalone
+
+    def _drop(self, standalone):
+        self.local.client = None
+        with self.lock:
+            if standalone in self.clients:
+                self.clients.remove(standalone)
+        try:
+            standalone.stop()
+        except Exception:  # a broken connection may fail to close; it is dropped either way
+            log.debug("closing a broken RPC client failed", exc_info=True)
+
+    def close(self):
+        with self.lock:
+            clients, self.clients = self.clients, []
+        for standalone in clients:
+            try:
+                standalone.stop()
+            except Exception:
+                log.debug("closing an RPC client failed", exc_info=True)
+
+
+def _standalone_client_class():
+    from nameko.standalone.rpc import ServiceRpcClient as NamekoStandaloneClient
+
+    class StandaloneClient(NamekoStandaloneClient):
+        publisher_cls = RequestPublisher
+
+    return StandaloneClient
+
+
+StandaloneClient = _standalone_client_class()

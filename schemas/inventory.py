@@ -21,6 +21,20 @@ class StockUpdateSchema(Schema):
                                          validate=validate.Range(min=0, max=MAX_STOCK))
 
 
+class StockAdjustmentSchema(Schema):
+    """A change of the quantity on hand by ``delta`` (a delivery, a stock count), applied once per
+    ``idempotency_key``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    product_id = fields.Integer(required=True, validate=validate.Range(min=1))
+    delta = fields.Integer(required=True, validate=[validate.Range(min=-MAX_STOCK, max=MAX_STOCK),
+                                                    validate.NoneOf([0], error="Must not be zero.")])
+    reason = fields.String(load_default="", validate=validate.Length(max=200))
+    idempotency_key = fields.String(required=True, validate=validate.Length(min=1, max=128))
+
+
 class ReservationLineSchema(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -48,7 +62,7 @@ class StockSchema(Schema):
 
 class StockEventSchema(StockSchema):
     """``data`` of the ``stock.*`` events: the stock level, its version and, for a reservation's events, the order
-    and the quantity it moved."""
+    and the quantity it moved; for an adjustment's ``stock.updated`` (``adjust_stock``), its delta and reason."""
 
     product_id = fields.Integer(required=True)
     on_hand = fields.Integer(required=True, validate=validate.Range(min=0))
@@ -58,6 +72,8 @@ class StockEventSchema(StockSchema):
     version = fields.Integer(required=True, validate=validate.Range(min=0))
     order_id = fields.Integer(allow_none=True)
     quantity = fields.Integer(allow_none=True)
+    delta = fields.Integer(allow_none=True)
+    reason = fields.String(allow_none=True)
 
 
 class ReservationSchema(Schema):

@@ -12,6 +12,7 @@ case "$process" in
   notifications) set -- nameko run --config "$config" services.notifications.service:NotificationsService ;;
   payments) set -- nameko run --config "$config" bridge.payments:PaymentsService ;;
   kafka_bridge|kafka-bridge) set -- nameko run --config "$config" bridge.kafka_relay:KafkaBridge ;;
+  inventory_grpc|inventory-grpc) set -- python -m inventory_grpc.server --config "$config" ;;
   migrate) set -- python -m common.migrations --config "$config" ;;
   payment_provider|payment-provider)
     set -- python -m payment_provider.server --address "${PAYMENT_PROVIDER_LISTEN:-0.0.0.0:50051}" \

@@ -28,6 +28,8 @@ NAMEKO_PROCESSES = [
     ("kafka_bridge", "bridge.kafka_relay:KafkaBridge"),
     ("gateway", "gateway.service:GatewayService"),
 ]
+# Processes that are not Nameko services, started after them: (name, module run with ``-m``, its arguments).
+GRPC_APIS = [("inventory_grpc", "inventory_grpc.server", ["--config", "{config}"])]
 METRICS_BASE_PORT = int(os.environ.get("METRICS_BASE_PORT", "9101"))  # another system may hold 9101..
 
 
@@ -89,6 +91,12 @@ def start_everything(fleet, config_path, env):
             say(f"skipping {name}: {module} is not there")
             continue
         fleet.nameko(name, module, config_path, {"METRICS_PORT": str(METRICS_BASE_PORT + index)})
+    for name, module, arguments in GRPC_APIS:
+        if find_spec(module) is None:
+            say(f"skipping {name}: {module} is not there")
+            continue
+        fleet.start(name, [sys.executable, "-m", module, *(a.format(config=config_path) for a in arguments)],
+                    {"SERVICE_NAME": name})
 
 
 def main(argv=None):
@@ -162,6 +170,7 @@ def print_welcome(base_url, settings):
   try            curl -s '{base_url}/products?q=coffee&sort=price' | python3 -m json.tool
   nameko shell   .venv/bin/nameko shell --config config/dev.yml   then  n.rpc.products.get_product(1)
   mail (dev)     var/mail/    invoices: var/invoices/    logs: var/log/
+  inventory gRPC {settings.get('INVENTORY_GRPC_ADDRESS')}   (grpcurl -plaintext ... list; README "Inventory over gRPC")
   Kafka          {settings.get('KAFKA_BOOTSTRAP_SERVERS')} topics {settings.get('KAFKA_TOPIC_PREFIX')}orders, ...
   stop           Ctrl-C
 """, flush=True)

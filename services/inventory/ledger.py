@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 
 from common.errors import Conflict, NotFound
 from common.events import utcnow
-from services.inventory.models import COMMITTED, RELEASED, RESERVED, Reservation, Stock
+from services.inventory.models import COMMITTED, RELEASED, RESERVED, Reservation, Stock, StockAdjustment
 
 DEFAULT_LOW_STOCK_THRESHOLD = 5
 
@@ -64,6 +64,38 @@ def set_stock(session, product_id, on_hand, threshold=None):
     stock.version += 1
     stock.updated_at = utcnow()
     return stock, was_low
+
+
+def adjust_stock(session, product_id, delta, reason, idempotency_key):
+    """Change ``on_hand`` by ``delta`` once per key; returns ``(stock, was_low)``, ``was_low`` None for a repeat.
+
+    One conditional UPDATE, so concurrent adjustments and reservations can never take on hand below reserved.
+    The key's row is written in the same transaction: a concurrent repeat fails on it and its retry finds it."""
+    earlier = session.get(StockAdjustment, idempotency_key, populate_existing=True)
+    if earlier is not None:
+        if (earlier.product_id, earlier.delta) != (product_id, delta):
+            raise Conflict("This idempotency key was used for another adjustment.",
+                           details={"product_id": earlier.product_id, "delta": earlier.delta},
+                           code="idempotency_key_reused")
+        return require_stock(session, product_id), None
+    if not move_stock(session, product_id, on_hand=delta, only_if_on_hand_covers=delta):
+        stock = require_stock(session, product_id, lock=True)
+        raise Conflict(f"Product {product_id} has {stock.on_hand} on hand and {stock.reserved} reserved; "
+                       f"an adjustment of {delta} would take on hand below the reserved quantity.",
+                       details={"product_id": product_id, "on_hand": stock.on_hand, "reserved": stock.reserved,
+                                "delta": delta}, code="stock_below_reserved")
+    session.add(StockAdjustment(idempotency_key=idempotency_key, product_id=product_id, delta=delta,
+                                reason=reason, created_at=utcnow()))
+    session.flush()
+    stock = find_stock(session, product_id)
+    return stock, is_low(stock.available - delta, low_stock_threshold(stock))
+
+
+def require_stock(session, product_id, lock=False):
+    stock = find_stock(session, product_id, lock=lock)
+    if stock is None:
+        raise NotFound(f"No stock for product {product_id}.", code="stock_not_found")
+    return stock
 
 
 def add_stock(session, product_id, on_hand, threshold=None):
@@ -161,11 +193,14 @@ def claim(session, row, from_status, to_status):
     row.status = to_status
 
 
-def move_stock(session, product_id, on_hand=0, reserved=0, only_if_available=None):
-    """One atomic UPDATE; with ``only_if_available`` it matches only while that much is still available."""
+def move_stock(session, product_id, on_hand=0, reserved=0, only_if_available=None, only_if_on_hand_covers=None):
+    """One atomic UPDATE; with ``only_if_available`` it matches only while that much is still available, with
+    ``only_if_on_hand_covers`` only while on hand plus that (a negative adjustment) still covers the reserved."""
     condition = [Stock.product_id == product_id]
     if only_if_available is not None:
         condition.append(Stock.on_hand - Stock.reserved >= only_if_available)
+    if only_if_on_hand_covers is not None:
+        condition.append(Stock.on_hand + only_if_on_hand_covers >= Stock.reserved)
     result = session.execute(
         update(Stock).where(*condition)
         .values(on_hand=Stock.on_hand + on_hand, reserved=Stock.reserved + reserved,

@@ -62,3 +62,15 @@ class Reservation(Base):
     status = Column(String(10), nullable=False, default=RESERVED)
     created_at = Column(DateTime, nullable=False, default=utcnow)
     updated_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+class StockAdjustment(Base):
+    """One applied ``adjust_stock``, kept by its idempotency key so a retried adjustment is applied once."""
+
+    __tablename__ = "stock_adjustments"
+
+    idempotency_key = Column(String(128), primary_key=True)
+    product_id = Column(ID, nullable=False)
+    delta = Column(Integer, nullable=False)
+    reason = Column(String(200), nullable=False, default="")
+    created_at = Column(DateTime, nullable=False, default=utcnow)

@@ -1,9 +1,8 @@
 """Inventory: how much of each product is on hand, and how much orders hold.
 
 RPC (see docs/architecture.md): ``get_stock``, ``get_stock_levels``, ``low_stock(limit=20)``, ``set_stock``,
-``reserve_stock``,
-``commit_stock``, ``release_stock``. Stock is ``{product_id, on_hand, reserved, available, low_stock_threshold}``;
-a reservation is ``{order_id, status, items: [{product_id, quantity}]}``.
+``adjust_stock``, ``reserve_stock``, ``commit_stock``, ``release_stock``. Stock is ``{product_id, on_hand, reserved,
+available, low_stock_threshold}``; a reservation is ``{order_id, status, items: [{product_id, quantity}]}``.
 Events (outbox, aggregate = product): ``stock.updated|reserved|released|committed``, and ``stock.low`` once each
 time ``available`` drops below the product's threshold.
 """
@@ -22,7 +21,7 @@ from common.metrics import Metrics
 from common.outbox import Outbox
 from common.rpc import rpc
 from common.validation import load, load_id
-from schemas.inventory import OrderReferenceSchema, ReserveSchema, StockUpdateSchema
+from schemas.inventory import OrderReferenceSchema, ReserveSchema, StockAdjustmentSchema, StockUpdateSchema
 from services.inventory import ledger
 from services.inventory.models import RELEASED, RESERVED, Base, OutboxMessage, ProcessedEvent
 
@@ -47,10 +46,11 @@ class InventoryService(Operational):
             return stock_view(stock)
 
     @rpc(read_only=True)
-    def get_stock_levels(self, product_ids):
+    def get_stock_levels(self, product_ids, with_version=False):
         ids = [load_id(product_id, "product_ids") for product_id in product_ids]
+        view = stock_event if with_version else stock_view
         with self.db.get_session() as session:
-            return [stock_view(stock) for stock in ledger.stock_levels(session, ids)]
+            return [view(stock) for stock in ledger.stock_levels(session, ids)]
 
     @rpc(read_only=True)
     def low_stock(self, limit=20):
@@ -64,6 +64,14 @@ class InventoryService(Operational):
         change = load(StockUpdateSchema(), {"product_id": product_id, "on_hand": on_hand,
                                                  "low_stock_threshold": low_stock_threshold})
         return self._transaction(lambda session: self._set_stock(session, **change))
+
+    @rpc
+    def adjust_stock(self, product_id, delta, reason, idempotency_key):
+        """Change on hand by ``delta`` (a delivery, a count), applied once per ``idempotency_key``; -> stock with
+        its ``version``."""
+        change = load(StockAdjustmentSchema(), {"product_id": product_id, "delta": delta, "reason": reason,
+                                                 "idempotency_key": idempotency_key})
+        return self._transaction(lambda session: self._adjust_stock(session, **change))
 
     @rpc
     def reserve_stock(self, order_id, items):
@@ -89,6 +97,12 @@ class InventoryService(Operational):
         stock, was_low = ledger.set_stock(session, product_id, on_hand, low_stock_threshold)
         self._announce(session, "stock.updated", stock, was_low)
         return stock_view(stock)
+
+    def _adjust_stock(self, session, product_id, delta, reason, idempotency_key):
+        stock, was_low = ledger.adjust_stock(session, product_id, delta, reason, idempotency_key)
+        if was_low is not None:  # None: a repeat, already announced
+            self._announce(session, "stock.updated", stock, was_low, delta=delta, reason=reason)
+        return stock_event(stock)
 
     def _reserve(self, session, order_id, items):
         held = ledger.reservations_of(session, order_key(order_id))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.run_system import NAMEKO_PROCESSES
+from scripts.run_system import GRPC_APIS, NAMEKO_PROCESSES
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -74,7 +74,7 @@ def test_every_process_is_deployed_with_probes_resources_and_autoscaling(environ
     hpas = of_kind(resources, "HorizontalPodAutoscaler")
     processes = {d["spec"]["template"]["spec"]["containers"][0]["args"][0] for d in deployments.values()}
 
-    assert {name for name, _module in NAMEKO_PROCESSES} <= processes
+    assert {name for name, _module in NAMEKO_PROCESSES} | {name for name, *_ in GRPC_APIS} <= processes
     low, high = REPLICAS[environment]
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]
@@ -114,6 +114,7 @@ def test_prod_ingress_has_tls_and_the_others_their_own_host():
     *[(name, f"run --config config/prod.yml {module}") for name, module in NAMEKO_PROCESSES if name != "gateway"],
     ("gateway", "run --config config/prod.yml gateway.service:GatewayService"),  # not its imported route mixins
     ("migrate", "-m common.migrations --config config/prod.yml"),
+    ("inventory_grpc", "-m inventory_grpc.server --config config/prod.yml"),
 ])
 def test_the_image_entrypoint_picks_the_process(tmp_path, process, expected):
     for tool in ("nameko", "python"):

@@ -14,7 +14,7 @@ import requests
 
 from bench.infra import Vhost
 from scripts.processes import ROOT, Fleet, stop_process
-from scripts.run_system import NAMEKO_PROCESSES
+from scripts.run_system import GRPC_APIS, NAMEKO_PROCESSES
 from scripts.seed import admin_session
 from scripts.tansu import free_port, launch
 
@@ -45,6 +45,7 @@ class System:
         self.gateway_port = free_port()
         self.kafka_port = free_port()
         self.provider_address = f"127.0.0.1:{free_port()}"
+        self.inventory_grpc_address = f"127.0.0.1:{free_port()}"
         self.base_url = f"http://127.0.0.1:{self.gateway_port}"
         self.bootstrap = f"127.0.0.1:{self.kafka_port}"
         self.metrics = {name: free_port() for name, _ in NAMEKO_PROCESSES}
@@ -52,6 +53,7 @@ class System:
                     "POS_CONFIG": str(CONFIG), "GATEWAY_ADDRESS": f"127.0.0.1:{self.gateway_port}",
                     "PUBLIC_BASE_URL": self.base_url, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
                     "PAYMENT_PROVIDER_ADDRESS": self.provider_address, "REDIS_URI": "",
+                    "INVENTORY_GRPC_ADDRESS": self.inventory_grpc_address,
                     "RATE_LIMIT_ORDERS": "100000/minute", "RATE_LIMIT_AUTH": "100000/minute",
                     "RATE_LIMIT_WRITES": "100000/minute", "RATE_LIMIT_READS": "100000/minute",
                     "MAILDIR_PATH": str(work_dir / "mail"), "INVOICE_DIR": str(work_dir / "invoices"),
@@ -77,6 +79,8 @@ class System:
                                              {})
         for name, service in NAMEKO_PROCESSES:
             self.commands[name] = (["nameko"], (service, {"METRICS_PORT": str(self.metrics[name])}))
+        for name, module, arguments in GRPC_APIS:
+            self.commands[name] = ([sys.executable, "-m", module, *(a.format(config=CONFIG) for a in arguments)], {})
         for name in self.commands:
             self.launch(name)
         self.fleet.wait_for_http(f"{self.base_url}/health/ready", timeout=120)
