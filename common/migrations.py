@@ -15,7 +15,7 @@ from nameko import config
 
 from common.db import make_engine
 
-SERVICES_WITH_DATABASE = ("accounts", "products", "inventory", "orders", "notifications")
+SERVICES_WITH_DATABASE = ("accounts", "products", "inventory", "orders", "notifications", "webhooks")
 
 
 def database_uri(service):
