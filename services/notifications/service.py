@@ -7,6 +7,8 @@ Events in (the envelope of common.events; ``data`` is the order dict of API.md f
   Customer messages go to the account's email (``accounts.get_user``), and by SMS too where the account has a
   phone and the kind has an SMS template.
 - inventory ``stock.low`` -> ``stock_low`` to ``ADMIN_EMAIL``.
+- webhooks ``webhook.deactivated`` -> ``webhook_deactivated`` to ``ADMIN_EMAIL`` (the URL's host only: a URL
+  may carry a receiver's token).
 Event out: ``notification.sent`` (``schemas.notifications.NotificationSentSchema``), through the outbox.
 RPC:
 - ``get_invoice(order_id)`` -> ``{url, expires_at, number, order_id}``; ``NotFound(invoice_not_found)`` until the
@@ -24,6 +26,7 @@ import json
 import logging
 from datetime import timedelta
 from pathlib import PurePosixPath
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
@@ -98,6 +101,12 @@ class NotificationsService(Operational):
     @domain_event_handler("inventory", "stock.low")
     def alert_low_stock(self, envelope):
         self._record(envelope, "stock_low", [("email", setting("ADMIN_EMAIL"))], {"stock": envelope["data"]})
+
+    @domain_event_handler("webhooks", "webhook.deactivated")
+    def alert_webhook_deactivated(self, envelope):
+        webhook = {**envelope["data"], "host": urlsplit(str(envelope["data"].get("url", ""))).hostname}
+        webhook.pop("url", None)
+        self._record(envelope, "webhook_deactivated", [("email", setting("ADMIN_EMAIL"))], {"webhook": webhook})
 
     @config_timer("NOTIFY_RETRY_INTERVAL", default=30)
     def retry_pending(self):

@@ -30,6 +30,7 @@ from services.webhooks.models import ERROR_LENGTH, Delivery, Webhook, due_heads,
 log = logging.getLogger(__name__)
 
 USER_AGENT = "pos-webhooks/1"
+DNS_TIMEOUT_SECONDS = 5
 DEFAULTS = {
     "WEBHOOK_TIMEOUT_SECONDS": 10, "WEBHOOK_POLL_SECONDS": 1, "WEBHOOK_RETRY_INITIAL_SECONDS": 10,
     "WEBHOOK_RETRY_MAX_SECONDS": 3600, "WEBHOOK_GIVE_UP_SECONDS": 86400, "WEBHOOK_MAX_RESPONSE_BYTES": 65536,
@@ -73,8 +74,9 @@ def resolve(url, public=None):
         raise Refused("the URL must be https" if public else "the URL must be http(s)")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
+        with eventlet.Timeout(DNS_TIMEOUT_SECONDS):
+            infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError, eventlet.Timeout) as exc:
         raise Refused(f"the host does not resolve ({exc.__class__.__name__})") from None
     addresses = [info[4][0] for info in infos]
     if not addresses or not all(allowed_address(address, public) for address in addresses):

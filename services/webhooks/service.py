@@ -169,12 +169,12 @@ class WebhooksService(Operational):
 
     def _retire(self, session, hook, now):
         hook.deactivate(now)
-        pending = session.scalars(select(Delivery).where(Delivery.webhook_id == hook.id,
-                                                         Delivery.status == PENDING)).all()
-        last_error = None
-        for delivery in pending:
-            last_error = delivery.last_error or last_error
+        for delivery in session.scalars(select(Delivery).where(Delivery.webhook_id == hook.id,
+                                                                Delivery.status == PENDING)):
             delivery.status, delivery.next_attempt_at = FAILED, None
+        last_error = session.scalar(select(Delivery.last_error).where(Delivery.webhook_id == hook.id,
+                                                                      Delivery.last_error.is_not(None))
+                                    .order_by(Delivery.id.desc()).limit(1))
         log.warning("webhook %s deactivated: failing since %s", hook.id, hook.failing_since)
         self.outbox.add(session, "webhook.deactivated", hook.id, WebhookDeactivatedSchema().dump(
             {"id": hook.id, "url": hook.url, "failing_since": hook.failing_since, "deactivated_at": now,
