@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import socket
 import time
+import uuid
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import NamedTuple
@@ -25,12 +26,21 @@ from tenacity import wait_exponential_jitter
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, Timeout
 
 from common.events import utcnow
-from services.webhooks.models import ERROR_LENGTH, Delivery, Webhook, due_heads, webhooks_with_work
+from services.webhooks.models import (
+    ERROR_LENGTH,
+    Delivery,
+    Webhook,
+    due_heads,
+    end_lease,
+    take_lease,
+    webhooks_with_work,
+)
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "pos-webhooks/1"
 DNS_TIMEOUT_SECONDS = 5
+BATCH = 20  # deliveries a courier sends between renewals of its lease
 DEFAULTS = {
     "WEBHOOK_TIMEOUT_SECONDS": 10, "WEBHOOK_POLL_SECONDS": 1, "WEBHOOK_RETRY_INITIAL_SECONDS": 10,
     "WEBHOOK_RETRY_MAX_SECONDS": 3600, "WEBHOOK_GIVE_UP_SECONDS": 86400, "WEBHOOK_MAX_RESPONSE_BYTES": 65536,
@@ -160,6 +170,7 @@ class Couriers(DependencyProvider):
         self.database = next(dependency for dependency in self.container.dependencies
                              if dependency.attr_name == self.database_name)
         self.busy = {}
+        self.identity = str(uuid.uuid4())
         self.running = False
         self.wakeup = Event()
 
@@ -203,12 +214,29 @@ class Couriers(DependencyProvider):
 
     def run_courier(self, webhook_id):
         try:
-            while self.running and self.deliver_due(webhook_id):
+            while self.running and self.leased(webhook_id) and self.deliver_due(webhook_id):
                 pass
         except Exception:
             log.warning("courier of webhook %s failed; the supervisor starts another", webhook_id, exc_info=True)
         finally:
             self.busy.pop(webhook_id, None)
+            self.release(webhook_id)
+
+    def leased(self, webhook_id):
+        """Held for longer than one batch of attempts can take; a replica that dies frees it when it runs out."""
+        with self.database.Session(close_on_exit=True) as session:
+            return take_lease(session, webhook_id, self.identity, utcnow(), self.lease_seconds())
+
+    def release(self, webhook_id):
+        try:
+            with self.database.Session(close_on_exit=True) as session:
+                end_lease(session, webhook_id, self.identity)
+        except Exception:  # it runs out by itself
+            log.warning("lease of webhook %s not released", webhook_id, exc_info=True)
+
+    @staticmethod
+    def lease_seconds():
+        return BATCH * setting("WEBHOOK_TIMEOUT_SECONDS") + 60
 
     def deliver_due(self, webhook_id):
         """Send each aggregate's next due delivery once; whether there was any (then there may be more)."""
@@ -216,7 +244,7 @@ class Couriers(DependencyProvider):
             webhook = session.get(Webhook, webhook_id)
             if webhook is None or not webhook.active or webhook.deleted_at is not None:
                 return False
-            heads = due_heads(session, webhook_id, utcnow())
+            heads = due_heads(session, webhook_id, utcnow())[:BATCH]
             session.expunge_all()
         for delivery in heads:
             if not self.running:

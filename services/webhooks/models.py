@@ -1,6 +1,7 @@
 """The webhooks service's tables: the subscriptions, one delivery per (webhook, event), and every attempt of it."""
 
 import json
+from datetime import timedelta
 
 from sqlalchemy import (
     BigInteger,
@@ -13,7 +14,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    or_,
     select,
+    update,
 )
 from sqlalchemy.orm import DeclarativeBase, relationship
 
@@ -47,6 +50,8 @@ class Webhook(Base):
     secret = Column(String(100), nullable=False)
     active = Column(Boolean, nullable=False, default=True)
     failing_since = Column(DateTime, nullable=True)
+    courier = Column(String(36), nullable=True)  # the process whose courier holds the lease on its deliveries
+    courier_until = Column(DateTime, nullable=True)
     deactivated_at = Column(DateTime, nullable=True)
     deleted_at = Column(DateTime, nullable=True)
     created_at = Column(DateTime, nullable=False, default=utcnow)
@@ -157,3 +162,18 @@ def webhooks_with_work(session, now):
         .where(Delivery.status == PENDING, Webhook.active.is_(True), Webhook.deleted_at.is_(None),
                (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now))
         .distinct()).all())
+
+
+def take_lease(session, webhook_id, courier, now, seconds):
+    """Whether ``courier`` holds (took or renewed) the webhook's lease: one courier per webhook across replicas,
+    so its deliveries go one at a time and in order."""
+    taken = session.execute(update(Webhook).where(
+        Webhook.id == webhook_id,
+        or_(Webhook.courier_until.is_(None), Webhook.courier_until < now, Webhook.courier == courier))
+        .values(courier=courier, courier_until=now + timedelta(seconds=seconds)))
+    return taken.rowcount == 1
+
+
+def end_lease(session, webhook_id, courier):
+    session.execute(update(Webhook).where(Webhook.id == webhook_id, Webhook.courier == courier)
+                    .values(courier=None, courier_until=None))

@@ -9,6 +9,7 @@ from nameko.standalone.rpc import ServiceRpcClient
 
 from common.events import make_envelope
 from services.inventory.service import InventoryService
+from services.webhooks.service import WebhooksService
 from tests.services.webhooks.conftest import verified
 from tests.support import wait_until
 
@@ -172,3 +173,14 @@ def test_a_stock_low_webhook_fires_when_an_order_takes_a_product_under_its_thres
     assert event["event_type"] == "stock.low" and event["source"] == "inventory"
     assert event["data"]["product_id"] == 31 and event["data"]["available"] == 4
     assert verified(receiver.requests[0], hook["secret"])
+
+
+def test_two_replicas_deliver_each_event_once_in_order(webhooks, receivers, container_factory):
+    container_factory(WebhooksService).start()  # a second replica on the same broker and database
+    receiver = receivers()
+    hook = webhooks.create_webhook({"url": receiver.url, "events": ["*"]})
+
+    sent = [publish("orders", "order.status_changed", 77, an_order(77, f"S{n}"))["event_id"] for n in range(12)]
+
+    wait_until(lambda: len(deliveries(webhooks, hook, "DELIVERED")) == 12, message="twelve deliveries")
+    assert [request["headers"]["X-POS-Event-Id"] for request in receiver.requests] == sent

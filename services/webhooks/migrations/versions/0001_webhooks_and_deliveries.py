@@ -24,6 +24,8 @@ def upgrade():
         sa.Column("secret", sa.String(100), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("failing_since", sa.DateTime(), nullable=True),
+        sa.Column("courier", sa.String(36), nullable=True),
+        sa.Column("courier_until", sa.DateTime(), nullable=True),
         sa.Column("deactivated_at", sa.DateTime(), nullable=True),
         sa.Column("deleted_at", sa.DateTime(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
