@@ -10,6 +10,7 @@ case "$process" in
   inventory) set -- nameko run --config "$config" services.inventory.service:InventoryService ;;
   orders) set -- nameko run --config "$config" services.orders.service:OrdersService ;;
   notifications) set -- nameko run --config "$config" services.notifications.service:NotificationsService ;;
+  webhooks) set -- nameko run --config "$config" services.webhooks.service:WebhooksService ;;
   payments) set -- nameko run --config "$config" bridge.payments:PaymentsService ;;
   kafka_bridge|kafka-bridge) set -- nameko run --config "$config" bridge.kafka_relay:KafkaBridge ;;
   migrate) set -- python -m common.migrations --config "$config" ;;

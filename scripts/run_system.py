@@ -26,6 +26,7 @@ NAMEKO_PROCESSES = [
     ("notifications", "services.notifications.service:NotificationsService"),
     ("payments", "bridge.payments:PaymentsService"),
     ("kafka_bridge", "bridge.kafka_relay:KafkaBridge"),
+    ("webhooks", "services.webhooks.service:WebhooksService"),
     ("gateway", "gateway.service:GatewayService"),
 ]
 METRICS_BASE_PORT = int(os.environ.get("METRICS_BASE_PORT", "9101"))  # another system may hold 9101..

@@ -27,7 +27,7 @@ FAST_SAGA_ENV = {"PAYMENT_TIMEOUT_SECONDS": "1", "PAYMENT_PENDING_TIMEOUT_SECOND
                  "ORDERS_RESERVATION_TIMEOUT_SECONDS": "5", "RPC_TIMEOUT_SECONDS": "10",
                  "OUTBOX_POLL_INTERVAL": "0.2"}
 RPC_DEADLINE = 10
-DATABASE_SERVICES = ("accounts", "products", "inventory", "orders", "notifications")
+DATABASE_SERVICES = ("accounts", "products", "inventory", "orders", "notifications", "webhooks")
 
 
 class System:
