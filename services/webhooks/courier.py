@@ -127,8 +127,14 @@ def post(url, secret, body, headers, timeout, max_response_bytes):
     except Refused as exc:
         return outcome(None, f"refused: {exc}")
     except Exception as exc:  # connection refused, TLS, protocol errors: retried like a bad status
-        return outcome(None, f"{type(exc).__name__}: {exc}")
+        return outcome(None, without_query(f"{type(exc).__name__}: {exc}", url))
     return outcome(status, None if 200 <= status < 300 else f"HTTP {status}")
+
+
+def without_query(text, url):
+    """An error as recorded and logged: a URL's query may hold the receiver's own token."""
+    query = urlsplit(url).query
+    return text.replace(query, "...") if query else text
 
 
 def _exchange(target, body, headers, timeout, max_response_bytes):

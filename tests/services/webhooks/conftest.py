@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 import json
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -22,7 +23,7 @@ class Receiver:
     """An HTTP server that records every POST; ``answers`` are the statuses of the first requests (then 200),
     ``hang`` keeps every request waiting until the receiver stops."""
 
-    def __init__(self, answers=(), hang=False, headers=None):
+    def __init__(self, answers=(), hang=False, headers=None, tls=None):
         self.answers = list(answers)
         self.hang = hang
         self.extra_headers = headers or {}
@@ -31,10 +32,15 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.server.block_on_close = False
+        self.scheme = "https" if tls else "http"
+        if tls:  # (certificate file, key file)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/pos?from=test"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}/hooks/pos?from=test"
 
     def _handler(self):
         receiver = self

@@ -4,6 +4,8 @@ Events are dispatched as the services' outboxes publish them (and, for stock.low
 every test runs on SQLite and MariaDB.
 """
 
+import subprocess
+
 from nameko.standalone.events import event_dispatcher
 from nameko.standalone.rpc import ServiceRpcClient
 
@@ -50,6 +52,7 @@ def test_a_receiver_gets_an_orders_events_signed_and_in_order(webhooks, receiver
         assert request["headers"]["X-POS-Event-Type"] == envelope["event_type"]
         assert request["headers"]["Content-Type"] == "application/json"
         assert request["path"] == "/hooks/pos?from=test"
+        assert request["headers"]["Host"] == f"127.0.0.1:{receiver.server.server_address[1]}"
     body = receiver.events()[1]
     assert set(body) == {"event_id", "event_type", "event_version", "occurred_at", "source", "correlation_id",
                          "aggregate_id", "data"}
@@ -184,3 +187,18 @@ def test_two_replicas_deliver_each_event_once_in_order(webhooks, receivers, cont
 
     wait_until(lambda: len(deliveries(webhooks, hook, "DELIVERED")) == 12, message="twelve deliveries")
     assert [request["headers"]["X-POS-Event-Id"] for request in receiver.requests] == sent
+
+
+def test_an_https_receiver_whose_certificate_is_not_trusted_gets_nothing(webhooks, receivers, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    receiver = receivers(tls=(str(cert), str(key)))
+    hook = webhooks.create_webhook({"url": receiver.url, "events": ["order.paid"]})
+
+    publish("orders", "order.paid", 15, an_order(15, "PAID"))
+
+    failed = wait_until(lambda: [d for d in deliveries(webhooks, hook) if d["attempts"] >= 2], message="attempts")
+    assert "SSL" in failed[0]["last_error"] and "CERTIFICATE_VERIFY_FAILED" in failed[0]["last_error"]
+    assert receiver.requests == []  # the body never left: TLS is verified before anything is sent

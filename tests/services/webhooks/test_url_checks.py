@@ -5,7 +5,7 @@ import hmac
 import pytest
 from nameko import config
 
-from services.webhooks.courier import Refused, allowed_address, resolve, retry_delay, signature
+from services.webhooks.courier import Refused, allowed_address, resolve, retry_delay, signature, without_query
 
 
 @pytest.mark.parametrize("url", [
@@ -51,3 +51,10 @@ def test_retry_delays_grow_with_jitter_up_to_the_bound():
     for attempt, delay in enumerate(delays, start=1):
         assert min(10 * 2 ** (attempt - 1), 3600) <= delay <= min(10 * 2 ** (attempt - 1) + 10, 3600)
     assert delays[-1] == 3600
+
+
+def test_a_recorded_error_leaves_out_the_urls_query():
+    url = "https://hooks.example.com/in?token=receivers-own-token"
+    assert without_query("BadStatusLine: POST /in?token=receivers-own-token", url) == "BadStatusLine: POST /in?..."
+    assert without_query("ConnectTimeout: hooks.example.com", "https://hooks.example.com/in") == \
+        "ConnectTimeout: hooks.example.com"
