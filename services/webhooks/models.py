@@ -18,7 +18,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import DeclarativeBase, relationship
+from sqlalchemy.orm import DeclarativeBase, aliased, relationship
 
 from common.events import ProcessedEventMixin, utcnow
 from common.outbox import OutboxMessageMixin
@@ -89,7 +89,8 @@ class Delivery(Base):
     """One event owed to one webhook; a redelivery is a new row with the same event and body."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (Index("ix_webhook_deliveries_status", "status", "webhook_id"),)
+    __table_args__ = (Index("ix_webhook_deliveries_status", "status", "webhook_id"),
+                      Index("ix_webhook_deliveries_aggregate", "webhook_id", "aggregate_id", "status"))
 
     id = Column(ID, primary_key=True, autoincrement=True)
     webhook_id = Column(ID, ForeignKey("webhooks.id"), nullable=False, index=True)
@@ -156,11 +157,15 @@ def due_heads(session, webhook_id, now, limit=500):
 
 
 def webhooks_with_work(session, now):
-    """Ids of active webhooks with a pending delivery that is due."""
+    """Ids of active webhooks with a delivery that may go now (due, and the oldest pending of its aggregate)."""
+    earlier = aliased(Delivery)
+    blocked = select(earlier.id).where(earlier.webhook_id == Delivery.webhook_id,
+                                       earlier.aggregate_id == Delivery.aggregate_id,
+                                       earlier.status == PENDING, earlier.id < Delivery.id).exists()
     return set(session.scalars(
         select(Delivery.webhook_id).join(Webhook, Webhook.id == Delivery.webhook_id)
         .where(Delivery.status == PENDING, Webhook.active.is_(True), Webhook.deleted_at.is_(None),
-               (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now))
+               (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now), ~blocked)
         .distinct()).all())
 
 

@@ -50,6 +50,7 @@ def upgrade():
     )
     op.create_index("ix_webhook_deliveries_webhook_id", "webhook_deliveries", ["webhook_id"])
     op.create_index("ix_webhook_deliveries_status", "webhook_deliveries", ["status", "webhook_id"])
+    op.create_index("ix_webhook_deliveries_aggregate", "webhook_deliveries", ["webhook_id", "aggregate_id", "status"])
     op.create_table(
         "webhook_attempts",
         sa.Column("id", ID, primary_key=True, autoincrement=True),
@@ -86,6 +87,7 @@ def downgrade():
     op.drop_index("ix_outbox_published_at", table_name="outbox")
     op.drop_table("outbox")
     op.drop_table("webhook_attempts")
+    op.drop_index("ix_webhook_deliveries_aggregate", table_name="webhook_deliveries")
     op.drop_index("ix_webhook_deliveries_status", table_name="webhook_deliveries")
     op.drop_index("ix_webhook_deliveries_webhook_id", table_name="webhook_deliveries")
     op.drop_table("webhook_deliveries")
