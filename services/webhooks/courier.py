@@ -83,11 +83,17 @@ def resolve(url, public=None):
     if parts.scheme not in ("http", "https") or not parts.hostname or (public and parts.scheme != "https"):
         raise Refused("the URL must be https" if public else "the URL must be http(s)")
     port = parts.port or (443 if parts.scheme == "https" else 80)
+    deadline = eventlet.Timeout(DNS_TIMEOUT_SECONDS)
     try:
-        with eventlet.Timeout(DNS_TIMEOUT_SECONDS):
-            infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError, eventlet.Timeout) as exc:
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
         raise Refused(f"the host does not resolve ({exc.__class__.__name__})") from None
+    except eventlet.Timeout as exc:
+        if exc is not deadline:  # the whole attempt's, not ours
+            raise
+        raise Refused("the host does not resolve (timeout)") from None
+    finally:
+        deadline.cancel()
     addresses = [info[4][0] for info in infos]
     if not addresses or not all(allowed_address(address, public) for address in addresses):
         raise Refused("the host resolves to an address that is not public")
@@ -117,17 +123,21 @@ def post(url, secret, body, headers, timeout, max_response_bytes):
     def outcome(status, error=None):
         return Outcome(status, int((time.monotonic() - started) * 1000), error and error[:ERROR_LENGTH])
 
+    deadline = eventlet.Timeout(timeout)
     try:
-        with eventlet.Timeout(timeout):
-            target = resolve(url)
-            status = _exchange(target, body, {**headers, "X-POS-Signature": signature(secret, body, int(time.time()))},
-                               timeout, max_response_bytes)
-    except eventlet.Timeout:
+        target = resolve(url)
+        status = _exchange(target, body, {**headers, "X-POS-Signature": signature(secret, body, int(time.time()))},
+                           timeout, max_response_bytes)
+    except eventlet.Timeout as exc:
+        if exc is not deadline:
+            raise
         return outcome(None, f"no answer within {timeout:g} s")
     except Refused as exc:
         return outcome(None, f"refused: {exc}")
     except Exception as exc:  # connection refused, TLS, protocol errors: retried like a bad status
         return outcome(None, without_query(f"{type(exc).__name__}: {exc}", url))
+    finally:
+        deadline.cancel()
     return outcome(status, None if 200 <= status < 300 else f"HTTP {status}")
 
 

@@ -6,6 +6,7 @@ every test runs on SQLite and MariaDB.
 
 import subprocess
 
+from nameko import config
 from nameko.standalone.events import event_dispatcher
 from nameko.standalone.rpc import ServiceRpcClient
 
@@ -117,6 +118,19 @@ def test_a_hanging_receiver_does_not_hold_up_another_webhook(webhooks, receivers
     wait_until(lambda: len(healthy.requests) == 3, message="the healthy receiver's deliveries")
     assert len(hanging.requests) == 1  # still on its first request: one courier per webhook, one at a time
     assert webhooks.ping() == "pong"  # and the service answers meanwhile
+
+
+def test_an_attempt_that_outlasts_the_timeout_is_cut_off_and_retried(webhooks, receivers):
+    hanging = receivers(hang=True)
+    with config.patch({"WEBHOOK_TIMEOUT_SECONDS": 0.5}):
+        hook = webhooks.create_webhook({"url": hanging.url, "events": ["order.paid"]})
+        publish("orders", "order.paid", 16, an_order(16, "PAID"))
+
+        retried = wait_until(lambda: [d for d in deliveries(webhooks, hook) if d["attempts"] >= 2],
+                             message="a second attempt after the first timed out")
+    assert retried[0]["status"] == "PENDING" and len(hanging.requests) >= 2
+    assert retried[0]["history"][0]["error"] == "no answer within 0.5 s"
+    assert retried[0]["history"][0]["status_code"] is None
 
 
 def test_a_redirect_is_not_followed(webhooks, receivers):
