@@ -4,6 +4,7 @@ Events are dispatched as the services' outboxes publish them (and, for stock.low
 every test runs on SQLite and MariaDB.
 """
 
+import logging
 import subprocess
 
 from nameko import config
@@ -76,7 +77,8 @@ def test_one_aggregates_events_wait_for_the_one_before_them(webhooks, receivers)
     assert got == ["order.created", "order.created", "order.created", "order.paid", "order.status_changed"]
 
 
-def test_a_receiver_failing_three_times_gets_the_event_when_it_recovers(webhooks, receivers):
+def test_a_receiver_failing_three_times_gets_the_event_when_it_recovers(webhooks, receivers, caplog):
+    caplog.set_level(logging.DEBUG)
     receiver = receivers(answers=[500, 502, 404])
     hook = webhooks.create_webhook({"url": receiver.url, "events": ["order.paid"]})
 
@@ -90,6 +92,9 @@ def test_a_receiver_failing_three_times_gets_the_event_when_it_recovers(webhooks
     assert [attempt["error"] for attempt in delivery["history"]] == ["HTTP 500", "HTTP 502", "HTTP 404", None]
     assert all(attempt["latency_ms"] >= 0 for attempt in delivery["history"])
     assert webhooks.get_webhook(hook["id"])["failing_since"] is None  # a success forgets the failures
+    assert "attempt failed: HTTP 502" in caplog.text  # failures are logged, the secret and signatures never
+    signatures = {request["headers"]["X-POS-Signature"].split("v1=")[1] for request in receiver.requests}
+    assert hook["secret"] not in caplog.text and not any(digest in caplog.text for digest in signatures)
 
 
 def test_connection_errors_are_retried_and_recorded(webhooks, receivers):
