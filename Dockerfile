@@ -1,5 +1,6 @@
 # One image for every process of the Product Order Service; the command picks the process:
-#   docker run IMAGE gateway | accounts | products | inventory | orders | notifications | payments | kafka_bridge
+#   docker run IMAGE gateway | accounts | products | inventory | orders | notifications | webhooks | payments |
+#                    kafka_bridge
 #   docker run IMAGE migrate | payment_provider | inventory_grpc
 # CONFIG (default config/prod.yml) selects the environment's config; every address and secret comes from the env.
 

@@ -16,7 +16,7 @@ import requests
 from scripts.processes import stop_process
 from scripts.tansu import free_port, launch  # noqa: F401  (free_port: for bench.run)
 
-SERVICES_WITH_DATABASE = ("accounts", "products", "inventory", "orders", "notifications")
+SERVICES_WITH_DATABASE = ("accounts", "products", "inventory", "orders", "notifications", "webhooks")
 MANAGEMENT = os.environ.get("BENCH_RABBIT_MANAGEMENT", "http://127.0.0.1:15672")
 MYSQL = dict(host="127.0.0.1", port=3306, user="root", password="")
 

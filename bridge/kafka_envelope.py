@@ -5,7 +5,8 @@ a metrics label) and a human ``detail``; the relay dead-letters it instead of re
 """
 
 import functools
-import json
+
+from common.events import ENCODER, public_envelope
 
 # event type family -> topic (without KAFKA_TOPIC_PREFIX); docs/architecture.md "Events"
 TOPICS = {
@@ -17,12 +18,8 @@ TOPICS = {
     "notification": "notifications",
     "user": "accounts",
 }
-# Fields that services need internally but downstream consumers must never see.
-PRIVATE_DATA_FIELDS = ("payment_token",)
 REQUIRED_FIELDS = ("event_id", "event_type", "aggregate_id")
 HEADERS = ("event_id", "event_type", "correlation_id")
-# Compact, as every record so far: a repeat must stay byte-for-byte the same (docs/kafka.md). One encoder for all.
-ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
 class PoisonEvent(Exception):
@@ -51,23 +48,12 @@ def check_envelope(envelope):
         raise PoisonEvent("missing_field", "event_type is not a string")
 
 
-def public_data(data):
-    if not isinstance(data, dict) or not any(name in data for name in PRIVATE_DATA_FIELDS):
-        return data
-    return {name: value for name, value in data.items() if name not in PRIVATE_DATA_FIELDS}
-
-
 def to_record(envelope, prefix, max_bytes):
-    """Returns ``(topic, key, value, headers)`` for one envelope, or raises ``PoisonEvent``.
-
-    An event without a correlation id (a service without ``CorrelationId``) gets its own event id, so the
-    contract's non-empty ``correlation_id`` holds and a repeat of the event stays byte-for-byte the same.
-    """
+    """Returns ``(topic, key, value, headers)`` for one envelope, or raises ``PoisonEvent``; the value is
+    ``common.events.public_envelope`` (webhook bodies are the same JSON)."""
     check_envelope(envelope)
     topic = topic_for(envelope["event_type"], prefix)
-    envelope = {**envelope, "aggregate_id": str(envelope["aggregate_id"]),
-                "correlation_id": envelope.get("correlation_id") or str(envelope["event_id"]),
-                "data": public_data(envelope.get("data"))}
+    envelope = public_envelope(envelope)
     try:
         value = ENCODER.encode(envelope).encode()
     except (TypeError, ValueError) as exc:

@@ -10,6 +10,7 @@ one aggregate's events always reach the same shard. The outbox publishes with th
 (for the few facts that need no outbox: the payments service's).
 """
 
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -35,6 +36,34 @@ def utcnow():
 def rfc3339_millis(moment):
     """Event times keep milliseconds: relay lag is measured from them."""
     return moment.isoformat(timespec="milliseconds") + "Z"
+
+
+# Fields that services need internally but downstream consumers (Kafka, webhooks) must never see.
+PRIVATE_DATA_FIELDS = ("payment_token",)
+# Compact, as every Kafka record so far: a repeat must stay byte-for-byte the same (docs/kafka.md). One encoder for all.
+ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
+def public_data(data):
+    if not isinstance(data, dict) or not any(name in data for name in PRIVATE_DATA_FIELDS):
+        return data
+    return {name: value for name, value in data.items() if name not in PRIVATE_DATA_FIELDS}
+
+
+def public_envelope(envelope):
+    """The envelope as systems outside see it (the Kafka value, a webhook's body).
+
+    An event without a correlation id (a service without ``CorrelationId``) gets its own event id, so the
+    contract's non-empty ``correlation_id`` holds and a repeat of the event stays byte-for-byte the same.
+    """
+    return {**envelope, "aggregate_id": str(envelope["aggregate_id"]),
+            "correlation_id": envelope.get("correlation_id") or str(envelope["event_id"]),
+            "data": public_data(envelope.get("data"))}
+
+
+def encode_envelope(envelope):
+    """``public_envelope`` as compact JSON bytes; ``TypeError``/``ValueError`` if it cannot be encoded."""
+    return ENCODER.encode(public_envelope(envelope)).encode()
 
 
 def make_envelope(event_type, aggregate_id, data, source, correlation_id=None, event_version=1, event_id=None):

@@ -27,7 +27,7 @@ from common.tracing import Tracing
 UP, DOWN = "UP", "DOWN"
 DEFAULT_TIMEOUT = 2.0
 # Every Nameko service the system runs (docs/architecture.md "Processes"); HEALTH_SERVICES overrides.
-SERVICES = ("accounts", "products", "inventory", "orders", "notifications", "payments", "kafka_bridge")
+SERVICES = ("accounts", "products", "inventory", "orders", "notifications", "webhooks", "payments", "kafka_bridge")
 PROJECT = "product-order-service"
 
 

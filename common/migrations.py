@@ -17,7 +17,7 @@ from nameko import config
 from common.crypto import Keyring, stored_key_id
 from common.db import make_engine
 
-SERVICES_WITH_DATABASE = ("accounts", "products", "inventory", "orders", "notifications")
+SERVICES_WITH_DATABASE = ("accounts", "products", "inventory", "orders", "notifications", "webhooks")
 
 
 def database_uri(service):

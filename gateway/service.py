@@ -20,10 +20,11 @@ from gateway.routes.invoices import InvoiceRoutes
 from gateway.routes.operations import OperationsRoutes
 from gateway.routes.orders import OrderRoutes
 from gateway.routes.stock import StockRoutes
+from gateway.routes.webhooks import WebhookRoutes
 
 
 class GatewayService(AccountRoutes, CatalogueRoutes, StockRoutes, OrderRoutes, OperationsRoutes, InvoiceRoutes,
-                     DocsRoutes, AdminRoutes, AccountEvents):
+                     DocsRoutes, AdminRoutes, WebhookRoutes, AccountEvents):
     name = "gateway"
 
     accounts_rpc = ServiceRpc("accounts")
@@ -31,6 +32,7 @@ class GatewayService(AccountRoutes, CatalogueRoutes, StockRoutes, OrderRoutes, O
     inventory_rpc = ServiceRpc("inventory")
     orders_rpc = ServiceRpc("orders")
     notifications_rpc = ServiceRpc("notifications")
+    webhooks_rpc = ServiceRpc("webhooks")
     products_cache = SharedCache("products")
     auth = Auth()
     correlation = CorrelationId()

@@ -13,7 +13,8 @@ class NotificationSchema(Schema):
     id = fields.Integer()
     event_id = fields.String()
     kind = fields.String(metadata={"description": "order_confirmation, payment_failed, order_cancelled, "
-                                                  "order_shipped, order_delivered or stock_low"})
+                                                  "order_shipped, order_delivered, stock_low or "
+                                                  "webhook_deactivated"})
     channel = fields.String(metadata={"description": "email or sms"})
     recipient = fields.String()
     subject = fields.String()

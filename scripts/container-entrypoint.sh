@@ -10,6 +10,7 @@ case "$process" in
   inventory) set -- nameko run --config "$config" services.inventory.service:InventoryService ;;
   orders) set -- nameko run --config "$config" services.orders.service:OrdersService ;;
   notifications) set -- nameko run --config "$config" services.notifications.service:NotificationsService ;;
+  webhooks) set -- nameko run --config "$config" services.webhooks.service:WebhooksService ;;
   payments) set -- nameko run --config "$config" bridge.payments:PaymentsService ;;
   kafka_bridge|kafka-bridge) set -- nameko run --config "$config" bridge.kafka_relay:KafkaBridge ;;
   inventory_grpc|inventory-grpc) set -- python -m inventory_grpc.server --config "$config" ;;

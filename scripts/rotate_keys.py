@@ -1,6 +1,6 @@
 """Re-encrypt personal data under the first key of DATA_ENCRYPTION_KEYS (docs/operations.md, "Data encryption keys").
 
-    python -m scripts.rotate_keys --config config/prod.yml [accounts orders notifications] [--batch 500]
+    python -m scripts.rotate_keys --config config/prod.yml [accounts orders notifications webhooks] [--batch 500]
     python -m scripts.rotate_keys --generate-key
 
 Walks every encrypted column of each service's tables in primary-key order, a batch per short transaction, and
@@ -22,7 +22,7 @@ from sqlalchemy import Text, and_, column, func, select, table
 from common.crypto import Keyring, encrypted_columns, generate_key
 from common.db import make_engine
 
-SERVICES = ("accounts", "orders", "notifications")
+SERVICES = ("accounts", "orders", "notifications", "webhooks")
 DEFAULT_STATE = "var/rotate-keys-state.json"
 
 

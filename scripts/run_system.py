@@ -26,6 +26,7 @@ NAMEKO_PROCESSES = [
     ("notifications", "services.notifications.service:NotificationsService"),
     ("payments", "bridge.payments:PaymentsService"),
     ("kafka_bridge", "bridge.kafka_relay:KafkaBridge"),
+    ("webhooks", "services.webhooks.service:WebhooksService"),
     ("gateway", "gateway.service:GatewayService"),
 ]
 # Processes that are not Nameko services, started after them: (name, module run with ``-m``, its arguments).

@@ -39,7 +39,7 @@ MYSQL = dict(host=os.environ.get("POS_TEST_MYSQL_HOST", "127.0.0.1"),
              user=os.environ.get("POS_TEST_MYSQL_USER", "root"),
              password=os.environ.get("POS_TEST_MYSQL_PASSWORD", ""))
 REDIS_URI = os.environ.get("POS_TEST_REDIS_URI", "redis://127.0.0.1:6379/15")
-DATABASE_SERVICES = ("accounts", "products", "inventory", "orders", "notifications")
+DATABASE_SERVICES = ("accounts", "products", "inventory", "orders", "notifications", "webhooks")
 
 
 def database_backends():

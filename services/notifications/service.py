@@ -9,6 +9,8 @@ Events in (the envelope of common.events; ``data`` is the order dict of API.md f
 - inventory ``stock.low`` -> ``stock_low`` to ``ADMIN_EMAIL``.
 - accounts ``user.erased`` -> the customer's recipients and message contents forgotten, their invoices re-issued
   without the name and address (or, if orders cannot answer now, on the next ``get_invoice``).
+- webhooks ``webhook.deactivated`` -> ``webhook_deactivated`` to ``ADMIN_EMAIL`` (the URL's host only: a URL
+  may carry a receiver's token).
 Event out: ``notification.sent`` (``schemas.notifications.NotificationSentSchema``), through the outbox.
 RPC:
 - ``get_invoice(order_id)`` -> ``{url, expires_at, number, order_id}``; ``NotFound(invoice_not_found)`` until the
@@ -26,6 +28,7 @@ import json
 import logging
 from datetime import timedelta
 from pathlib import PurePosixPath
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
@@ -112,6 +115,12 @@ class NotificationsService(Operational):
             except Exception:
                 self.invoices.delete(storage_key)  # the PDF with the name goes anyway
                 log.warning("invoice of order %s not re-issued yet; get_invoice will", order_id, exc_info=True)
+
+    @domain_event_handler("webhooks", "webhook.deactivated")
+    def alert_webhook_deactivated(self, envelope):
+        webhook = {**envelope["data"], "host": urlsplit(str(envelope["data"].get("url", ""))).hostname}
+        webhook.pop("url", None)
+        self._record(envelope, "webhook_deactivated", [("email", setting("ADMIN_EMAIL"))], {"webhook": webhook})
 
     @config_timer("NOTIFY_RETRY_INTERVAL", default=30)
     def retry_pending(self):

@@ -39,7 +39,8 @@ CHECKS = [status_code_conformance, content_type_conformance, response_headers_co
 # 503 is the readiness probe's answer while a dependency is down (Kafka and the payment provider are, here).
 ALLOWED_5XX = {("GET /health/ready", 503)}
 OPTIONAL_SERVICES = {"orders": "services.orders.service:OrdersService",
-                     "notifications": "services.notifications.service:NotificationsService"}
+                     "notifications": "services.notifications.service:NotificationsService",
+                    "webhooks": "services.webhooks.service:WebhooksService"}
 SETTINGS = {"RATE_LIMITS": {"auth": "100000/minute", "writes": "100000/minute", "reads": "100000/minute",
                             "orders": "100000/minute"},
             "HEALTH_CHECK_TIMEOUT": 0.2, "RPC_TIMEOUT_SECONDS": 5, "max_workers": 20,

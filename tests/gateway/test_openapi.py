@@ -28,6 +28,10 @@ API_MD = {
     ("POST", "/orders"): "user", ("GET", "/orders"): "user", ("GET", "/orders/{order_id}"): "user",
     ("POST", "/orders/{order_id}/cancel"): "user", ("PATCH", "/orders/{order_id}/status"): "admin",
     ("GET", "/orders/{order_id}/invoice"): "user",
+    ("POST", "/webhooks"): "admin", ("GET", "/webhooks"): "admin", ("GET", "/webhooks/{webhook_id}"): "admin",
+    ("PATCH", "/webhooks/{webhook_id}"): "admin", ("DELETE", "/webhooks/{webhook_id}"): "admin",
+    ("GET", "/webhooks/{webhook_id}/deliveries"): "admin",
+    ("POST", "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): "admin",
     ("GET", "/health"): None, ("GET", "/health/ready"): None, ("GET", "/info"): None,
     ("GET", "/metrics"): None, ("GET", "/openapi.json"): None, ("GET", "/docs"): None,
 }

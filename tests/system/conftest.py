@@ -30,7 +30,7 @@ RPC_DEADLINE = 10
 # config/dev.yml's saga timeouts (uat and prod wait longer): an outage shorter than them fails no order. FAST_SAGA's
 # 2 s and 5 s would fail, rightly, every order a 20 s outage catches between its steps.
 OUTAGE_SAGA_ENV = {"PAYMENT_PENDING_TIMEOUT_SECONDS": "60", "ORDERS_RESERVATION_TIMEOUT_SECONDS": "60"}
-DATABASE_SERVICES = ("accounts", "products", "inventory", "orders", "notifications")
+DATABASE_SERVICES = ("accounts", "products", "inventory", "orders", "notifications", "webhooks")
 
 
 class System:
