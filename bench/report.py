@@ -25,6 +25,7 @@ class Results:
     started_processes: list = field(default_factory=list)
     idle: dict = None         # {"seconds", "cpu_seconds": {process: s}}: whole system at rest
     orders_cost: dict = None  # {"cpu_seconds": {process: s}, "sql": n, "amqp": n}: the orders phase, settled
+    tracing: dict = None      # {"sample", "exports", "bytes"} when BENCH_TRACE_SAMPLE was set
 
 
 def machine():
@@ -332,6 +333,7 @@ its machine-readable twin (`docs/benchmarks.json`, beside `BENCH_OUTPUT`) and re
 | `BENCH_PRODUCTS` | 100000 | the catalogue size the search target is about |
 | `BENCH_SEARCH_SIZES` | 10000,100000,1000000 | sizes search is measured at |
 | `BENCH_MAX_SEED_SECONDS` | 240 | skip a size whose seeding is projected to take longer |
+| `BENCH_TRACE_SAMPLE` | (off) | a ratio: every process traces that share of requests to a sink of the bench's |
 | `BENCH_IDLE_SECONDS` | 20 | seconds the whole system's CPU is counted at rest (0: not measured) |
 | `BENCH_EVENTS` / `BENCH_KAFKA_MESSAGES` | 20000 / 50000 | relay events / raw produce messages |
 | `BENCH_RELAY_RATE` / `BENCH_RELAY_PUBLISHERS` | 5000 / 3 | relay publish rate (events/s) / publisher processes |

@@ -107,6 +107,7 @@ def as_dict(results, settings, server_versions, started_at, finished_at):
         "relay": relay(results),
         "idle_cpu_ms_per_s": idle,
         "idle_cpu_ms_per_s_by_process": idle_by_process,
+        "tracing": results.tracing,
         "targets": [{"target": t.name, "measured": t.measured, "met": t.met} for t in targets(results)],
         "notes": results.notes,
     }

@@ -12,6 +12,7 @@ warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
 
 from bench import infra, kafka, profiling, report, results_json, scenarios  # noqa: E402
 from bench.floors import run_floors  # noqa: E402
+from bench.otlp_sink import OtlpSink  # noqa: E402
 from bench.processes import MemorySampler, wait_until_quiet  # noqa: E402
 from bench.seed import Catalogue  # noqa: E402
 from bench.settings import Settings  # noqa: E402
@@ -45,6 +46,7 @@ def main():
     broker = infra.Kafka(settings.work_dir / "log" / "tansu.log")
     env = bench_env(settings, vhost, databases, broker, redis_uri)
     servers = server_pids(broker.process.pid)
+    sink = trace_to_sink(settings, env, results)
     try:
         if settings.wants("floors"):
             say("floors: bare @http, @http + one RPC, and the RPC-hop experiments")
@@ -57,6 +59,9 @@ def main():
         server_versions = infra.server_versions(redis_uri)
     finally:
         say("cleaning up")
+        if sink is not None:
+            sink.stop()
+            results.tracing.update(exports=sink.exports, bytes=sink.bytes)
         broker.stop()
         vhost.delete()
         databases.drop()
@@ -76,6 +81,20 @@ def bench_env(settings, vhost, databases, broker, redis_uri):
             "AMQP_URI": vhost.amqp_uri, "REDIS_URI": redis_uri, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
             "PAYMENT_PROVIDER_ADDRESS": f"127.0.0.1:{infra.free_port()}", "GATEWAY_ADDRESS": address,
             "PUBLIC_BASE_URL": f"http://{address}"}
+
+
+def trace_to_sink(settings, env, results):
+    """With ``BENCH_TRACE_SAMPLE`` set, every process exports its traces (that share of them) to a sink of the
+    bench's own: what tracing costs, measured like everything else."""
+    if settings.trace_sample is None:
+        return None
+    sink = OtlpSink()
+    env.update(OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint, OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+               OTEL_TRACES_SAMPLER_ARG=str(settings.trace_sample))
+    results.tracing = {"sample": settings.trace_sample}
+    results.notes.append(f"tracing on: {settings.trace_sample:.0%} of traces sampled, exported over OTLP/HTTP to a "
+                         "sink of the bench's (bench/otlp_sink.py)")
+    return sink
 
 
 def run_system_scenarios(settings, env, wrk, databases, broker, results, servers, vhost_name):

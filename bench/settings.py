@@ -40,6 +40,9 @@ class Settings:
     relay_publishers: int = field(default_factory=lambda: _int("BENCH_RELAY_PUBLISHERS", 3))
     kafka_messages: int = field(default_factory=lambda: _int("BENCH_KAFKA_MESSAGES", 50_000))
     idle_seconds: float = field(default_factory=lambda: _float("BENCH_IDLE_SECONDS", 20))
+    # None: tracing off (no endpoint); a ratio: every process samples that share of traces to the bench's sink
+    trace_sample: float = field(default_factory=lambda: float(os.environ["BENCH_TRACE_SAMPLE"])
+                                if os.environ.get("BENCH_TRACE_SAMPLE") else None)
     floor_experiments: bool = field(default_factory=lambda: os.environ.get("BENCH_EXPERIMENTS", "1") == "1")
     profile: bool = field(default_factory=lambda: os.environ.get("BENCH_PROFILE", "1") == "1")
     # names the vhost and databases, and the Redis db: two benches with different names can run side by side

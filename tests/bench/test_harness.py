@@ -21,6 +21,7 @@ from bench import infra, profiling, report, results_json
 from bench.floors import HOP, Experiment, run_floor
 from bench.kafka import Throughput, percentiles, produce_floor
 from bench.loadgen import Load, LoadResult, request_lines, run_wrk
+from bench.otlp_sink import OtlpSink
 from bench.scenarios import OrdersResult, SearchPoint
 from bench.seed import Catalogue
 from bench.settings import Settings
@@ -245,3 +246,20 @@ def test_a_delay_paces_each_wrk_connection(wrk, tmp_path):
         server.kill()
         server.wait()
     assert 3 <= result.requests <= 12 and result.errors == 0  # ~10 at 200 ms apart, unpaced it is thousands
+
+
+def test_the_trace_sink_takes_what_a_real_otlp_exporter_sends():
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    sink = OtlpSink()
+    try:
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{sink.endpoint}/v1/traces")))
+        with provider.get_tracer("bench").start_as_current_span("an order"):
+            pass
+        provider.shutdown()
+    finally:
+        sink.stop()
+    assert sink.exports == 1 and sink.bytes > 20
