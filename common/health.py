@@ -188,7 +188,7 @@ class ServicePing(ServiceRpc):
         cluster = ClusterRpc.get_dependency(self, worker_ctx)
 
         def ping(service):
-            return TimedClient(lambda: getattr(cluster, service), self.timeout, self.reply_listener).ping()
+            return TimedClient(lambda: getattr(cluster, service), self.timeout, self.reply_listener, {}).ping()
 
         return ping
 
