@@ -24,7 +24,7 @@ def test_orders_are_answered_paid_and_relayed_while_no_trace_can_be_exported(sys
     product = system.product(admin, stock=40)
     stream = Stream(system, [system.customer() for _ in range(3)], product["id"], per_thread=5, pause=0.1).start()
     stream.join()
-    assert [status for status, _, _ in stream.answers] == [201] * 15
+    assert [status for status, *_ in stream.answers] == [201] * 15
     assert_all_paid_and_on_kafka(system, stream, admin, product["id"], start_stock=40)
     logs = {path.stem: path.read_text() for path in (system.work_dir / "log").glob("*.log")}
     assert "tracing gateway to" in logs["gateway"]  # tracing was on, and its exports did fail

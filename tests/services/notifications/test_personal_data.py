@@ -52,8 +52,11 @@ def test_recipients_are_encrypted_invoices_use_sse_and_an_erasure_reissues_the_i
         notifications, smtp_server):
     order = an_order(ORDER_ID, customers["ann"])
     publish("orders", "order.paid", ORDER_ID, order)
-    wait_until(lambda: all(n["status"] == "SENT" for n in notifications.list_notifications(ORDER_ID))
-               and notifications.list_notifications(ORDER_ID), message="the confirmation sent")
+    def all_sent():  # one read: two could see no rows, then rows not sent yet
+        found = notifications.list_notifications(ORDER_ID)
+        return found and all(n["status"] == "SENT" for n in found)
+
+    wait_until(all_sent, message="the confirmation sent")
     invoice = notifications.get_invoice(ORDER_ID)
     key = f"invoices/{invoice['number']}.pdf"
 
