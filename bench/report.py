@@ -341,4 +341,5 @@ its machine-readable twin (`docs/benchmarks.json`, beside `BENCH_OUTPUT`) and re
 | `BENCH_EXPERIMENTS` / `BENCH_PROFILE` | 1 / 1 | the RPC-hop experiments / py-spy profiles |
 | `BENCH_OUTPUT` | docs/benchmarks.md | where this report goes |
 | `BENCH_NAME` / `BENCH_REDIS_DB` | pos_bench / 1 | vhost, database prefix and `var/` folder / Redis db |
-| `BENCH_GATEWAY_PORT` / `BENCH_FLOOR_PORT` | 8100 / 8110 | ports (a second bench at once needs its own four) |"""
+| `BENCH_GATEWAY_PORT` / `BENCH_FLOOR_PORT` | 8100 / 8110 | ports (a second bench at once needs its own) |
+| `BENCH_METRICS_PORT` | 9201 | the first of the processes' metrics ports (they count up from it) |"""

@@ -50,6 +50,8 @@ class Settings:
     redis_db: int = field(default_factory=lambda: _int("BENCH_REDIS_DB", 1))
     gateway_port: int = field(default_factory=lambda: _int("BENCH_GATEWAY_PORT", 8100))
     floor_port: int = field(default_factory=lambda: _int("BENCH_FLOOR_PORT", 8110))
+    # the first of the processes' metrics ports (not make run's 9101..)
+    metrics_port: int = field(default_factory=lambda: _int("BENCH_METRICS_PORT", 9201))
     scenarios: list = field(default_factory=lambda: os.environ.get(
         "BENCH_SCENARIOS", "floors,kafka,read,search,orders,relay").split(","))
     output: Path = field(default_factory=lambda: ROOT / os.environ.get("BENCH_OUTPUT", "docs/benchmarks.md"))

@@ -8,8 +8,6 @@ from bench.infra import SERVICES_WITH_DATABASE
 from scripts.processes import ROOT, Fleet
 from scripts.run_system import NAMEKO_PROCESSES
 
-METRICS_BASE_PORT = 9201  # not make run's 9101.., so both can run at once
-
 
 def migrate(settings, env):
     services = [name for name in SERVICES_WITH_DATABASE if (ROOT / "services" / name / "migrations").is_dir()]
@@ -31,7 +29,7 @@ def start_system(settings, env, payment_address):
             if find_spec(service.split(":")[0]) is None:
                 print(f"bench: {name} is not there yet ({service}); skipped", flush=True)
                 continue
-            fleet.nameko(name, service, settings.config, {"METRICS_PORT": str(METRICS_BASE_PORT + index)})
+            fleet.nameko(name, service, settings.config, {"METRICS_PORT": str(settings.metrics_port + index)})
             started.append(name)
         fleet.wait_for_http(f"http://127.0.0.1:{settings.gateway_port}/health")
     except BaseException:
