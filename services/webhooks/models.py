@@ -98,7 +98,9 @@ class Delivery(Base):
     event_id = Column(String(36), nullable=False)
     event_type = Column(String(64), nullable=False)
     aggregate_id = Column(String(64), nullable=False)
-    body = Column(Text, nullable=False)  # the exact bytes sent (the Kafka value), so a retry signs the same body
+    # the exact bytes sent (the Kafka value), so a retry signs the same body; encrypted: order events carry the
+    # customer's name and address
+    body = Column(Encrypted("webhook_deliveries.body"), nullable=False)
     status = Column(String(10), nullable=False, default=PENDING)
     attempts = Column(Integer, nullable=False, default=0)
     next_attempt_at = Column(DateTime, nullable=True)

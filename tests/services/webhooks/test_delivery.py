@@ -15,7 +15,7 @@ from common.events import make_envelope
 from services.inventory.service import InventoryService
 from services.webhooks.service import WebhooksService
 from tests.services.webhooks.conftest import verified
-from tests.support import wait_until
+from tests.support import assert_not_stored, wait_until
 
 
 def publish(source, event_type, aggregate_id, data):
@@ -221,3 +221,15 @@ def test_an_https_receiver_whose_certificate_is_not_trusted_gets_nothing(webhook
     failed = wait_until(lambda: [d for d in deliveries(webhooks, hook) if d["attempts"] >= 2], message="attempts")
     assert "SSL" in failed[0]["last_error"] and "CERTIFICATE_VERIFY_FAILED" in failed[0]["last_error"]
     assert receiver.requests == []  # the body never left: TLS is verified before anything is sent
+
+
+def test_neither_the_secret_nor_the_customers_address_is_stored_in_clear(webhooks, receivers):
+    receiver = receivers()
+    hook = webhooks.create_webhook({"url": receiver.url, "events": ["order.paid"]})
+    order = {**an_order(42, "PAID"), "shipping_address": {"name": "Zoë Ñandú-Quartermaine", "line1": "77 Elmwood Row"}}
+
+    publish("orders", "order.paid", 42, order)
+
+    wait_until(lambda: [d["status"] for d in deliveries(webhooks, hook)] == ["DELIVERED"], message="delivered")
+    assert receiver.events()[0]["data"]["shipping_address"]["line1"] == "77 Elmwood Row"  # sent as it was
+    assert_not_stored([config["DB_URIS"]["webhooks:Base"]], hook["secret"], "Elmwood Row", "Quartermaine")

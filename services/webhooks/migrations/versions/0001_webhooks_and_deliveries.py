@@ -38,7 +38,7 @@ def upgrade():
         sa.Column("event_id", sa.String(36), nullable=False),
         sa.Column("event_type", sa.String(64), nullable=False),
         sa.Column("aggregate_id", sa.String(64), nullable=False),
-        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),  # encrypted (common.crypto)
         sa.Column("status", sa.String(10), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(), nullable=True),
