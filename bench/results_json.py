@@ -4,7 +4,7 @@ was not measured. CPU is whole-system: the system's processes and the servers it
 import json
 
 from bench.report import floor_of, machine, versions
-from bench.targets import targets
+from bench.targets import cpu_ms_per_order_by_process, idle_ms_per_s_by_process, targets
 
 
 def rounded(value, places=2):
@@ -26,7 +26,7 @@ def floors(results):
 
 
 def per_order(results, hop):
-    orders, cost = results.orders, results.orders_cost
+    orders, cost, by_process = results.orders, results.orders_cost, cpu_ms_per_order_by_process(results)
     if orders is None or orders.skipped or not orders.created:
         return None
     load, light = orders.load, orders.light
@@ -37,8 +37,7 @@ def per_order(results, hop):
                "time_to_paid_p99_ms": rounded(orders.time_to_paid_ms.get("p99")),
                "cpu_ms_per_order": None, "cpu_ms_per_order_by_process": None, "hops_per_order": None,
                "sql_per_order": None, "amqp_per_order": None, "rpc_per_order": None}
-    if cost:
-        by_process = {name: 1000 * seconds / orders.created for name, seconds in cost["cpu_seconds"].items()}
+    if by_process is not None:
         total = sum(by_process.values())
         figures["cpu_ms_per_order"] = rounded(total)
         figures["cpu_ms_per_order_by_process"] = {name: rounded(ms) for name, ms in
@@ -84,11 +83,10 @@ def relay(results):
 
 
 def idle_cpu_ms_per_s(results):
-    if not results.idle:
+    by_process = idle_ms_per_s_by_process(results)
+    if by_process is None:
         return None, None
-    seconds = results.idle["seconds"]
-    by_process = {name: rounded(1000 * used / seconds) for name, used in results.idle["cpu_seconds"].items()}
-    return rounded(sum(1000 * used for used in results.idle["cpu_seconds"].values()) / seconds), by_process
+    return rounded(sum(by_process.values())), {name: rounded(ms) for name, ms in by_process.items()}
 
 
 def as_dict(results, settings, server_versions, started_at, finished_at):
