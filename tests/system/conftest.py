@@ -228,6 +228,16 @@ def error_code(reply):
         return f"not an error body: {reply.text[:80]!r}"
 
 
+def assert_refused_cleanly(stream, fault):
+    """Some requests met ``fault``; each one refused is a 503 ``service_unavailable`` with ``Retry-After``, and no
+    answer took longer than the RPC deadline (plus slack)."""
+    refused = [a for a in stream.answers if a[0] != 201]
+    assert refused, f"no request met {fault}"
+    assert all(status == 503 and retry and code == "service_unavailable"
+               for status, _, retry, code in refused), refused
+    assert max(seconds for _, seconds, _, _ in stream.answers) < RPC_DEADLINE + 3, stream.answers
+
+
 def assert_all_paid_and_on_kafka(system, stream, admin, product_id, start_stock, since=None, timeout=90,
                                  committed=None):
     """Every accepted (or ``committed``: every placed) order PAID, its order.created and order.paid on Kafka,
