@@ -27,6 +27,7 @@ class Throughput:
     lag_ms: dict = field(default_factory=dict)
     note: str = ""
     profiles: list = field(default_factory=list)
+    shards_held: list = field(default_factory=list)  # per bridge replica, after a drain by several
 
     @property
     def rate(self):

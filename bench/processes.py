@@ -31,6 +31,13 @@ class MemorySampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def watch(self, name, pid):
+        """A process started after the sampler (an extra bridge replica)."""
+        try:
+            self.processes[name] = psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            pass
+
     def start(self):
         self._sample()
         self._thread.start()

@@ -19,6 +19,7 @@ class Results:
     orders: object = None
     relay: object = None
     relay_drain: object = None
+    relay_by_replicas: dict = None   # bridge replicas -> the drain's Throughput (with ``shards_held``)
     memory: dict = field(default_factory=dict)     # {phase: {process: MB}}
     cpu: dict = field(default_factory=dict)        # {phase: {process: CPU seconds}}
     notes: list = field(default_factory=list)
@@ -231,6 +232,7 @@ def kafka_section(results):
     text = [
         "## Kafka",
         table(["run", "messages", "per second", "lag ms", "errors", "ratio to floor"], rows)]
+    text += replicas_table(results)
     if relay:
         text.append(f"The bench published to `notifications.events` at {relay.publish_rate:,.0f} events/s "
                     "(plain py-amqp, no confirms). Lag: from the envelope's creation in the bench to its arrival "
@@ -238,6 +240,23 @@ def kafka_section(results):
                     + (f" Drain: {results.relay_drain.note}; no lag is measured there (events wait while "
                        "paused)." if results.relay_drain else ""))
     return text
+
+
+def replicas_table(results):
+    runs = results.relay_by_replicas or {}
+    if not runs:
+        return []
+    one = runs.get(1)
+    rows = [[count, f"{run.messages:,}", f"{run.rate:,.0f}", ratio(run.rate, one.rate) if one else "-", run.errors,
+             " / ".join("?" if held is None else str(held) for held in run.shards_held)]
+            for count, run in sorted(runs.items())]
+    return ["### Relay by bridge replicas",
+            table(["replicas", "events", "drained per second", "ratio to 1 replica", "errors",
+                   "shards held by each"], rows),
+            "Each count drains the same pre-loaded queue (the bridges paused with SIGSTOP while it fills), after a "
+            "warm-up drain that lets the replicas share the shards out. The replicas share this machine's cores "
+            "with RabbitMQ, the Kafka broker and the publishers, so the figure is the sharing's overhead or gain "
+            "on one machine, not a cluster's scaling."]
 
 
 def memory_section(results):

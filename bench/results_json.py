@@ -79,7 +79,10 @@ def relay(results):
     if not run:
         return None
     capacity = results.relay_drain or run
-    return {"events_per_s": rounded(capacity.rate, 1), "lag_p99_ms": rounded(run.lag_ms.get("p99"))}
+    by_replicas = {str(count): {"events_per_s": rounded(drain.rate, 1), "shards_held": drain.shards_held}
+                   for count, drain in sorted((results.relay_by_replicas or {}).items())}
+    return {"events_per_s": rounded(capacity.rate, 1), "lag_p99_ms": rounded(run.lag_ms.get("p99")),
+            "by_replicas": by_replicas or None}
 
 
 def idle_cpu_ms_per_s(results):

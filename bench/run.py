@@ -5,6 +5,7 @@ docs/benchmarks.md. Settings come from the environment (bench/settings.py; the t
 import os
 import sys
 import time
+import urllib.request
 import warnings
 from datetime import UTC, datetime
 
@@ -19,8 +20,10 @@ from bench.settings import Settings  # noqa: E402
 from bench.system import migrate, start_system  # noqa: E402
 from bench.whole_system import Counters, CpuWindow, server_pids  # noqa: E402
 from scripts.processes import ROOT  # noqa: E402
+from scripts.run_system import NAMEKO_PROCESSES  # noqa: E402
 
 ORDER_PROCESSES = ("gateway", "orders", "inventory", "products", "notifications")  # profiled while orders run
+KAFKA_BRIDGE_INDEX = [name for name, _service in NAMEKO_PROCESSES].index("kafka_bridge")  # its METRICS_PORT
 ORDER_PRODUCTS = 50  # ids 1..50, stocked for every order the run can place
 
 
@@ -143,6 +146,7 @@ def run_system_scenarios(settings, env, wrk, databases, broker, results, servers
             say(f"drain of {settings.relay_events:,} events queued while the bridge was paused")
             results.relay_drain = kafka.drain(env["AMQP_URI"], broker.bootstrap, settings.relay_events, "pos.",
                                               pids["kafka_bridge"], settings.relay_publishers)
+            results.relay_by_replicas = relay_by_replicas(settings, env, broker, fleet, sampler)
         if large:
             sampler.switch("search (large)")
             results.search += scenarios.search_at_sizes(settings, catalogue, base_url, wrk, large, log=say)
@@ -163,6 +167,37 @@ def at_rest(settings, pids):
     window = CpuWindow(pids).start()
     time.sleep(settings.idle_seconds)
     return {"seconds": settings.idle_seconds, "cpu_seconds": window.stop()}
+
+
+def relay_by_replicas(settings, env, broker, fleet, sampler):
+    """The same drain with 1, 2, 3... bridge replicas (``BENCH_RELAY_REPLICAS``), each count after a warm-up drain
+    that lets the replicas share the shards out (a handover happens on a shard's first delivery)."""
+    runs = {}
+    replicas = [("kafka_bridge", fleet.pids()["kafka_bridge"], settings.metrics_port + KAFKA_BRIDGE_INDEX)]
+    for count in sorted(settings.relay_replicas):
+        while len(replicas) < count:
+            name, port = f"kafka_bridge_{len(replicas) + 1}", settings.metrics_port + 100 + len(replicas)
+            fleet.nameko(name, "bridge.kafka_relay:KafkaBridge", settings.config, {"METRICS_PORT": str(port)})
+            replicas.append((name, fleet.pids()[name], port))
+            sampler.watch(name, fleet.pids()[name])
+        pids = [pid for _name, pid, _port in replicas[:count]]
+        say(f"drain of {settings.relay_events:,} events with {count} bridge replica(s)")
+        kafka.drain(env["AMQP_URI"], broker.bootstrap, max(2000, settings.relay_events // 10), "pos.", pids,
+                    settings.relay_publishers)
+        run = kafka.drain(env["AMQP_URI"], broker.bootstrap, settings.relay_events, "pos.", pids,
+                          settings.relay_publishers)
+        run.shards_held = [shards_held(port) for _name, _pid, port in replicas[:count]]
+        runs[count] = run
+    return runs
+
+
+def shards_held(metrics_port):
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return None
+    return next((int(float(line.split()[-1])) for line in text.splitlines()
+                 if line.startswith("pos_kafka_bridge_shards_held ")), None)
 
 
 def relay(settings, env, broker, profile):

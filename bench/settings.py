@@ -38,6 +38,9 @@ class Settings:
     relay_events: int = field(default_factory=lambda: _int("BENCH_EVENTS", 20_000))
     relay_rate: int = field(default_factory=lambda: _int("BENCH_RELAY_RATE", 5000))
     relay_publishers: int = field(default_factory=lambda: _int("BENCH_RELAY_PUBLISHERS", 3))
+    # the drain is measured with each of these numbers of bridge replicas sharing the shards
+    relay_replicas: tuple = field(default_factory=lambda: tuple(
+        int(n) for n in os.environ.get("BENCH_RELAY_REPLICAS", "1,2,3").split(",") if n.strip()))
     kafka_messages: int = field(default_factory=lambda: _int("BENCH_KAFKA_MESSAGES", 50_000))
     idle_seconds: float = field(default_factory=lambda: _float("BENCH_IDLE_SECONDS", 20))
     # None: tracing off (no endpoint); a ratio: every process samples that share of traces to the bench's sink

@@ -3,8 +3,9 @@
 Kafka confirms messages out of delivery order (across partitions, retries), so an ack with ``multiple=True`` up to
 tag N is only sent once *every* outstanding tag up to N is settled: confirmed (to be acked) or released (already
 requeued or rejected on its own, so the broker no longer counts it outstanding). One unconfirmed message holds the
-whole range behind it until it settles. Tags are per channel: a new channel (after a reconnection) starts a new
-window, and what the old one held is redelivered by the broker anyway.
+whole range behind it until it settles. Tags are per channel, and the bridge consumes each shard on a channel of its
+own, so there is one range per channel; a closed channel's range is dropped (``forget``): the broker requeued what
+it held.
 """
 
 import collections
@@ -15,41 +16,55 @@ from common.amqp import settle
 log = logging.getLogger(__name__)
 
 
+class _Range:
+    def __init__(self):
+        self.outstanding = collections.OrderedDict()   # delivery tag -> message, in delivery order
+        self.confirmed = set()
+
+
 class AckWindow:
     def __init__(self, spawn):
         self.spawn = spawn            # runs the flush soon, in the hub, once a burst of settlements is recorded
-        self.channel = None
-        self.outstanding = collections.OrderedDict()   # delivery tag -> message, in delivery order
-        self.confirmed = set()
+        self.ranges = {}              # channel -> _Range
         self.flush_due = False
 
     def received(self, message):
         """Every delivered message, in delivery order, before anything can settle it."""
-        if message.channel is not self.channel:
-            self.channel = message.channel
-            self.outstanding.clear()
-            self.confirmed.clear()
-        self.outstanding[message.delivery_tag] = message
+        window = self.ranges.get(message.channel)
+        if window is None:
+            self._drop_closed()
+            window = self.ranges[message.channel] = _Range()
+        window.outstanding[message.delivery_tag] = message
 
     def confirm(self, message):
         """Ack ``message`` soon: with the next contiguous range it completes."""
-        if self._tracked(message):
-            self.confirmed.add(message.delivery_tag)
+        if (window := self._tracking(message)) is not None:
+            window.confirmed.add(message.delivery_tag)
             self._schedule()
 
     def release(self, message):
         """``message`` was requeued or rejected on its own: it no longer holds the range behind it."""
-        if self._tracked(message):
-            del self.outstanding[message.delivery_tag]
-            self.confirmed.discard(message.delivery_tag)
+        if (window := self._tracking(message)) is not None:
+            del window.outstanding[message.delivery_tag]
+            window.confirmed.discard(message.delivery_tag)
             self._schedule()
 
     @property
     def pending(self):
-        return len(self.outstanding)
+        return sum(len(window.outstanding) for window in self.ranges.values())
 
-    def _tracked(self, message):
-        return message.channel is self.channel and message.delivery_tag in self.outstanding
+    def pending_on(self, channel):
+        """Deliveries on ``channel`` not yet acked (confirmed ones count until their ack is sent) or released."""
+        window = self.ranges.get(channel)
+        return len(window.outstanding) if window is not None else 0
+
+    def _tracking(self, message):
+        window = self.ranges.get(message.channel)
+        return window if window is not None and message.delivery_tag in window.outstanding else None
+
+    def _drop_closed(self):
+        for channel in [c for c in self.ranges if not c.is_open or not c.connection]:
+            del self.ranges[channel]
 
     def _schedule(self):
         if not self.flush_due:
@@ -58,12 +73,17 @@ class AckWindow:
 
     def flush(self):
         self.flush_due = False
+        for window in self.ranges.values():
+            self._flush(window)
+
+    @staticmethod
+    def _flush(window):
         last = None
-        while self.outstanding:
-            tag = next(iter(self.outstanding))
-            if tag not in self.confirmed:
+        while window.outstanding:
+            tag = next(iter(window.outstanding))
+            if tag not in window.confirmed:
                 break
-            last = self.outstanding.pop(tag)
-            self.confirmed.discard(tag)
+            last = window.outstanding.pop(tag)
+            window.confirmed.discard(tag)
         if last is not None:
             settle(last.ack, multiple=True)  # the broker requeues what a lost channel held; repeats are allowed

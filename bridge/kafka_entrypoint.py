@@ -1,4 +1,4 @@
-"""``relay_events``: a Nameko entrypoint over one durable queue bound to every source service's events exchange.
+"""``relay_events``: a Nameko entrypoint over the shard queues every source service's events reach (``kafka_shards``).
 
 The decorated method gets a list of envelopes and returns, for each, its ``Delivery`` or the ``PoisonEvent`` that
 stops it; an AMQP message is acked only when Kafka confirmed its delivery, so workers are free at once and many
@@ -16,28 +16,21 @@ import logging
 from datetime import UTC, datetime
 
 import eventlet
-from amqp.exceptions import ChannelError
 from kombu import Exchange, Queue
 from kombu.exceptions import DecodeError
 from nameko import config
-from nameko.amqp.consume import Consumer as ConsumerCore
 from nameko.amqp.publish import Publisher, get_connection
 from nameko.exceptions import ContainerBeingKilled
 from nameko.messaging import Consumer
-from nameko.standalone.events import get_event_exchange
 
 from bridge.kafka_acks import AckWindow
 from bridge.kafka_metrics import FAILURES
 from bridge.kafka_producer import Delivery, DeliveryFailed
-from common.amqp import ReadsAhead, SettlesSafely
-from common.events import AGGREGATE_HEADER
+from bridge.kafka_shards import Membership, ShardConsumer, declare_shards, shard_queues
 from common.tracing import amqp_carrier
 
 log = logging.getLogger(__name__)
 
-QUEUE_NAME = "kafka_bridge.events"  # the single queue of bridges before sharding: drained, never bound again
-SHARD_EXCHANGE = "kafka_bridge.shards"
-SHARD_QUEUE = QUEUE_NAME + ".{:02d}"
 DEAD_LETTER_QUEUE = "kafka_bridge.dead_letter"
 RETRY_DELAY = 1.0
 
@@ -80,66 +73,6 @@ def _body_text(message):
     return str(body)
 
 
-def shard_exchange():
-    """Consistent hashing on the ``aggregate_id`` header: one aggregate's events always reach the same shard."""
-    return Exchange(SHARD_EXCHANGE, type="x-consistent-hash", durable=True,
-                    arguments={"hash-header": AGGREGATE_HEADER})
-
-
-def shard_count():
-    return int(config.get("KAFKA_BRIDGE_SHARDS", 16))
-
-
-def shard_queues(shards=None):
-    """``kafka_bridge.events.NN``: each with one active consumer at a time, so a shard is relayed in order."""
-    exchange = shard_exchange()
-    return [Queue(SHARD_QUEUE.format(i), exchange=exchange, routing_key="1", durable=True,
-                  queue_arguments={"x-single-active-consumer": True})
-            for i in range(shard_count() if shards is None else shards)]
-
-
-def declare_shards(connection, source_services, shards=None):
-    """Binds every ``<service>.events`` exchange to the shard exchange and declares the shard queues.
-
-    Returns the old single queue if it still exists (a bridge before sharding left it): it is unbound, so it only
-    drains what it held at the upgrade.
-    """
-    channel = connection.default_channel
-    exchange = shard_exchange()(channel)
-    exchange.declare()
-    for name in source_services:
-        source = get_event_exchange(name)(channel)
-        source.declare()
-        exchange.bind_to(source, routing_key="#")
-    for queue in shard_queues(shards):
-        queue(channel).declare()
-    try:
-        channel.queue_declare(QUEUE_NAME, passive=True)
-    except ChannelError:
-        return None
-    channel = connection.channel()
-    for name in source_services:
-        channel.queue_unbind(QUEUE_NAME, get_event_exchange(name).name, routing_key="#")
-    return Queue(QUEUE_NAME, durable=True)
-
-
-class RawConsumer(ReadsAhead, SettlesSafely, ConsumerCore):
-    """Hands the entrypoint kombu's messages undecoded (and reads the socket ahead, as every consumer of ours)."""
-
-    def get_consumers(self, consumer_cls, channel):
-        consumer = consumer_cls(queues=self.queues, on_message=self.on_raw_message, accept=self.accept,
-                                **self.consumer_options)
-        consumer.qos(prefetch_count=self.prefetch_count)
-        return [consumer]
-
-    def on_raw_message(self, message):
-        if self.should_stop:
-            self.requeue_message(message)
-            return
-        for callback in self.callbacks:
-            callback(message)
-
-
 def decode_body(message):
     """The envelope of a JSON message, as kombu would decode it, without its per-object hook in the common case.
 
@@ -163,7 +96,8 @@ class EventRelay(Consumer):
     consumer next waits on the socket: no added latency, and one worker per burst under load.
     """
 
-    consumer_cls = RawConsumer
+    consumer_cls = ShardConsumer
+    membership = Membership()
     trace_workers = False  # a burst holds many traces' events: each record's produce is a span of its own trace
 
     def __init__(self, source_services, **kwargs):
@@ -179,16 +113,21 @@ class EventRelay(Consumer):
         self.acks = AckWindow(functools.partial(self.container.spawn_managed_thread, identifier="EventRelay.acks"))
         self.batch = []
         super().setup()
+        self.consumer.membership = self.membership
+        self.consumer.pending = self.acks.pending_on
 
     def start(self):
         self.dead_letters.declare()  # so operators can watch it before the first poison event
         with get_connection(self.amqp_uri) as connection:
             legacy = declare_shards(connection, self.source_services)
-        # every replica consumes every shard; RabbitMQ makes one consumer per shard the active one
+        # every replica consumes every shard; RabbitMQ makes one consumer per shard the active one, and
+        # ``Membership`` moves shards until each replica is active on its own share
         self.consumer.queues = shard_queues() + ([legacy] if legacy is not None else [])
         super().start()
 
     def handle_message(self, message):
+        if not self.consumer.accepts(message):
+            return  # a shard this replica hands over: the broker gives it to the next holder, this one included
         self.acks.received(message)
         try:
             body = decode_body(message)
@@ -244,6 +183,8 @@ class EventRelay(Consumer):
     def handle_undecodable(self, message, exc):
         """A message kombu could not even build (e.g. a body it failed to decompress); it never reaches
         ``handle_message``, which refuses the rest through ``decode_body``."""
+        if not self.consumer.accepts(message):
+            return
         self.acks.received(message)
         self.dead_letter_undecodable(message, exc)
 

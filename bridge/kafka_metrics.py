@@ -14,6 +14,8 @@ LAG = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
 IN_FLIGHT = Gauge("pos_kafka_in_flight", "Events produced and not yet confirmed by Kafka")
+SHARDS_HELD = Gauge("pos_kafka_bridge_shards_held", "Shards this replica relays (it is their active consumer)")
+SHARD_HANDOVERS = Counter("pos_kafka_bridge_shard_handovers_total", "Shards this replica handed to their owner")
 PRODUCER_RESTARTS = Counter("pos_kafka_producer_restarts_total", "Kafka producers replaced after a stall")
 
 

@@ -86,3 +86,24 @@ def test_a_new_channel_starts_a_new_window(deliveries):
         settle(flushes)
         assert window.pending == 0
         assert left_in_queue(redelivered.channel) == ["1", "2", "3", "4"]
+
+
+def test_each_channel_has_its_own_range(deliveries):
+    """The bridge consumes each shard on a channel of its own: one shard's unconfirmed delivery holds no other's."""
+    flushes = []
+    window = AckWindow(flushes.append)
+    for message in deliveries[:3]:
+        window.received(message)
+    with Connection(config["AMQP_URI"]) as other:
+        for number in (5, 6):
+            other.Producer().publish(str(number), exchange="", routing_key="acks_test", serializer="json")
+        channel = other.channel()
+        late = [QUEUE(channel).get(no_ack=False) for _ in range(2)]
+        for message in late:
+            window.received(message)
+        window.confirm(late[0])
+        window.confirm(late[1])
+        settle(flushes)
+        assert window.pending_on(channel) == 0, "the second channel's range is acked though the first one waits"
+        assert window.pending_on(deliveries[0].channel) == 3
+        assert window.pending == 3

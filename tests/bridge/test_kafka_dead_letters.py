@@ -7,8 +7,9 @@ from kombu import Connection
 from nameko import config
 from nameko.standalone.events import get_event_exchange
 
-from bridge.kafka_entrypoint import DEAD_LETTER_QUEUE, SHARD_EXCHANGE, SHARD_QUEUE
+from bridge.kafka_entrypoint import DEAD_LETTER_QUEUE
 from bridge.kafka_relay import SOURCE_SERVICES, KafkaBridge
+from bridge.kafka_shards import SHARD_EXCHANGE, SHARD_QUEUE
 from tests.bridge.conftest import envelope
 from tests.support import wait_until
 

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import eventlet
 import pytest
+import requests
 import yaml
 from kombu import Connection
 from nameko import config
 
-from bridge.kafka_entrypoint import DEAD_LETTER_QUEUE, declare_shards
+from bridge.kafka_entrypoint import DEAD_LETTER_QUEUE
 from bridge.kafka_metrics import PRODUCER_RESTARTS
 from bridge.kafka_relay import SOURCE_SERVICES, KafkaBridge
+from bridge.kafka_shards import declare_shards
 from tests.bridge.conftest import envelope
 from tests.bridge.test_kafka_dead_letters import read_queue
 
@@ -49,10 +51,11 @@ def assert_complete_and_in_order(records, sent):
 class BridgeProcess:
     """``nameko run bridge.kafka_relay`` as a child process with the test's broker and vhost."""
 
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, metrics_port=None):
         self.config_path = tmp_path / "bridge.yml"
+        self.metrics_port = metrics_port
         self.config_path.write_text(yaml.safe_dump({
-            "AMQP_URI": config["AMQP_URI"], "serializer": "json",
+            "AMQP_URI": config["AMQP_URI"], "serializer": "json", "METRICS_PORT": metrics_port,
             "KAFKA_BOOTSTRAP_SERVERS": config["KAFKA_BOOTSTRAP_SERVERS"],
             "KAFKA_TOPIC_PREFIX": config["KAFKA_TOPIC_PREFIX"],
             "KAFKA_MESSAGE_TIMEOUT_MS": config["KAFKA_MESSAGE_TIMEOUT_MS"],
@@ -67,6 +70,11 @@ class BridgeProcess:
             self.process = subprocess.Popen(
                 [str(Path(sys.executable).parent / "nameko"), "run", "--config", str(self.config_path),
                  "bridge.kafka_relay"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def metric(self, name):
+        """A sample of this process's Prometheus metrics (``metrics_port`` given)."""
+        text = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
 
     def kill(self):
         self.process.send_signal(signal.SIGKILL)

@@ -10,9 +10,9 @@ from nameko.standalone.rpc import ServiceRpcClient
 from sqlalchemy import Column, Integer, String
 from sqlalchemy.orm import DeclarativeBase
 
-from bridge.kafka_entrypoint import shard_queues
 from bridge.kafka_metrics import IN_FLIGHT
 from bridge.kafka_relay import KafkaBridge
+from bridge.kafka_shards import shard_queues
 from common.correlation import CorrelationId
 from common.db import Database, make_engine
 from common.outbox import Outbox, OutboxMessageMixin

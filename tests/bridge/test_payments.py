@@ -8,7 +8,7 @@ from nameko import config
 from nameko.events import event_handler
 from nameko.standalone.rpc import ServiceRpcClient
 
-from bridge.kafka_entrypoint import declare_shards, shard_queues
+from bridge.kafka_shards import declare_shards, shard_queues
 from bridge.payments import PaymentsService
 from common.errors import Conflict, DependencyUnavailable
 from schemas.events import validate
