@@ -118,8 +118,8 @@ class Order(Base):
         return "order.paid"
 
     def fail_payment(self, reason, reference=None, release_owed=False):
-        """``release_owed``: the provider could not say what it holds under the order's key, so whatever that is
-        gets released once it answers."""
+        """``release_owed``: the provider held nothing final under the order's key, or could not say, so whatever
+        it holds (or a late Authorize would make) gets released, by refund or void, once it answers."""
         self._move(PAYMENT_FAILED, reason)
         self.payment_status, self.payment_failure_reason = PaymentStatus.FAILED, reason
         self.payment_reference = reference or self.payment_reference
@@ -166,8 +166,9 @@ class Order(Base):
         return None
 
     def resolve_overdue(self, payment):
-        """An order waited too long for its payment: ``payment`` is what the provider holds now (after a void), or
-        None when the provider cannot be reached."""
+        """An order waited too long for its payment: ``payment`` is what the provider held when asked, or None when
+        it had never heard of the order or could not be reached (the order then owes a release, which fences off a
+        late Authorize)."""
         if self.status != PENDING_PAYMENT:
             return None
         if payment is None:

@@ -39,7 +39,7 @@ from common.rpc import ServiceRpc, rpc
 from common.timers import config_timer, wait_for
 from common.validation import load, load_id
 from schemas.orders import IDEMPOTENCY_KEY_MAX, OrderCreateSchema, OrderQuerySchema, OrderStatus
-from schemas.payments import CHARGED, PROVIDER_UNAVAILABLE, ChargeStatus
+from schemas.payments import PROVIDER_UNAVAILABLE
 from services.orders.models import (
     PENDING_PAYMENT,
     RESERVING,
@@ -66,7 +66,6 @@ from services.orders.pricing import merged_items, money, priced_lines
 log = logging.getLogger(__name__)
 
 REPLAY_ATTEMPTS = 3
-SETTLED_AT_THE_PROVIDER = (*CHARGED, ChargeStatus.DECLINED)
 
 
 class OrdersService(Operational):
@@ -269,11 +268,14 @@ class OrdersService(Operational):
         self._settle(order_id, self._change(order_id, lambda order: order.record_authorization(payment)))
 
     def _resolve_overdue(self, order_id):
-        """Ask the provider what really happened before timing the order out; a void fences off a late charge."""
+        """Ask the provider what really happened before timing the order out.
+
+        The order's fate is recorded first, under its lock, and only then is a late charge fenced off (the release
+        it owes: refund, or void the key): an authorisation that lands meanwhile has either made the order PAID
+        already, and nothing is voided behind its back, or finds it failed and is refunded.
+        """
         try:
             payment = self.payments.get_payment(order_id)
-            if payment is None or payment["status"] not in SETTLED_AT_THE_PROVIDER:
-                payment = self.payments.void_payment(order_id)
         except DependencyUnavailable:
             payment = None  # the provider is down: the customer has waited long enough
         self._settle(order_id, self._change(order_id, lambda order: order.resolve_overdue(payment)))

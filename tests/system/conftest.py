@@ -34,10 +34,11 @@ DATABASE_SERVICES = ("accounts", "products", "inventory", "orders", "notificatio
 
 
 class System:
-    def __init__(self, work_dir, broker=None, mariadb=None, extra_env=None):
+    def __init__(self, work_dir, broker=None, mariadb=None, extra_env=None, replicas=None):
         """``broker``: a ``tests.system.servers.PrivateRabbit`` (started) to use instead of a vhost of the shared
         RabbitMQ; ``mariadb``: a ``PrivateMariaDB`` (started) to keep every service's database in instead of
-        SQLite; ``extra_env``: settings over ``FAST_SAGA_ENV``."""
+        SQLite; ``extra_env``: settings over ``FAST_SAGA_ENV``; ``replicas``: ``{process: n}`` to run ``n``
+        processes of a Nameko service (named ``orders``, ``orders-2``, ...; one of each other)."""
         self.work_dir = work_dir
         self.broker = broker
         self.mariadb = mariadb
@@ -48,7 +49,9 @@ class System:
         self.inventory_grpc_address = f"127.0.0.1:{free_port()}"
         self.base_url = f"http://127.0.0.1:{self.gateway_port}"
         self.bootstrap = f"127.0.0.1:{self.kafka_port}"
-        self.metrics = {name: free_port() for name, _ in NAMEKO_PROCESSES}
+        self.nameko_processes = [(replica_name(name, n), service) for name, service in NAMEKO_PROCESSES
+                                 for n in range(1, (replicas or {}).get(name, 1) + 1)]
+        self.metrics = {name: free_port() for name, _ in self.nameko_processes}
         self.env = {**os.environ, **FAST_SAGA_ENV, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore",
                     "POS_CONFIG": str(CONFIG), "GATEWAY_ADDRESS": f"127.0.0.1:{self.gateway_port}",
                     "PUBLIC_BASE_URL": self.base_url, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
@@ -77,7 +80,7 @@ class System:
         self.commands["payment_provider"] = ([sys.executable, "-m", "payment_provider.server", "--address",
                                               self.provider_address, "--db", str(self.work_dir / "provider.db")],
                                              {})
-        for name, service in NAMEKO_PROCESSES:
+        for name, service in self.nameko_processes:
             self.commands[name] = (["nameko"], (service, {"METRICS_PORT": str(self.metrics[name])}))
         for name, module, arguments in GRPC_APIS:
             self.commands[name] = ([sys.executable, "-m", module, *(a.format(config=CONFIG) for a in arguments)], {})
@@ -146,6 +149,11 @@ class System:
     def stock(self, admin, product_id):
         reply = admin.get(f"{self.base_url}/products/{product_id}/stock", timeout=15)
         return reply.json() if reply.status_code == 200 else None
+
+
+def replica_name(name, n):
+    """The process name of the ``n``th (from 1) process of ``name``: the first keeps the name."""
+    return name if n == 1 else f"{name}-{n}"
 
 
 def wait(predicate, timeout, message, interval=0.3):
@@ -298,8 +306,10 @@ def placed_orders(system, customers):
     return ids
 
 
-def read_kafka(bootstrap, topic, wanted, timeout):
-    """``{(key, event_type)}`` read from every partition of ``topic`` from the start (assign(): no group join)."""
+def read_kafka(bootstrap, topic, wanted, timeout, event_ids=None):
+    """``{(key, event_type)}`` read from every partition of ``topic`` from the start (assign(): no group join);
+    ``event_ids``: a dict to fill with ``{(key, event_type): {event_id, ...}}`` of every record read, reading on
+    once ``wanted`` is found until the topic has nothing more (a repeat comes after what it repeats)."""
     import json
 
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -310,7 +320,7 @@ def read_kafka(bootstrap, topic, wanted, timeout):
     try:
         deadline = time.monotonic() + timeout
         assigned = set()
-        while time.monotonic() < deadline and not wanted <= found:
+        while time.monotonic() < deadline and not (wanted <= found and event_ids is None):
             if not assigned or len(found) % 50 == 0:  # metadata may list a topic before all its partitions
                 partitions = set(consumer.list_topics(topic, timeout=5).topics[topic].partitions or ())
                 if partitions - assigned:
@@ -318,10 +328,15 @@ def read_kafka(bootstrap, topic, wanted, timeout):
                                                  for p in partitions - assigned])
                     assigned |= partitions
             message = consumer.poll(0.5)
+            if message is None and wanted <= found:
+                break
             if message is None or message.error():
                 continue
             envelope = json.loads(message.value())
-            found.add((str(envelope["aggregate_id"]), envelope["event_type"]))
+            key = (str(envelope["aggregate_id"]), envelope["event_type"])
+            found.add(key)
+            if event_ids is not None:
+                event_ids.setdefault(key, set()).add(envelope["event_id"])
     finally:
         consumer.close()
     return found

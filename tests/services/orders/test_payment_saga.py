@@ -136,3 +136,38 @@ def test_provider_killed_mid_saga_leaves_no_order_stuck_and_no_stock_held(saga):
     assert all(o["payment"]["failure_reason"] == "payment_timeout" for o in finals if o["status"] != "PAID")
     assert {o["id"] for o in after} <= {o["id"] for o in paid}
     settled_stock(saga, widget["id"], on_hand=40 - 2 * len(paid))
+
+
+AUTHORIZED_AFTER = 3.0  # seconds: past FAST_SAGA's PAYMENT_PENDING_TIMEOUT_SECONDS (2), so the reconciler looks first
+LOOK_LINGERS = 2.0
+
+
+class AuthorisationDuringTheLook(PaymentsService):
+    """The payments service of a race: the saga's authorisation reaches the provider once the order is overdue, while
+    the reconciler's look (which found nothing there) is still on its way back."""
+
+    @rpc
+    def authorize_payment(self, order_id, amount, currency, token):
+        eventlet.sleep(AUTHORIZED_AFTER)
+        return super().authorize_payment(order_id, amount, currency, token)
+
+    @rpc
+    def get_payment(self, order_id):
+        payment = super().get_payment(order_id)
+        if payment is None:
+            eventlet.sleep(LOOK_LINGERS)
+        return payment
+
+
+def test_an_authorisation_landing_while_the_reconciler_looks_leaves_the_paid_order_charged(saga, container_factory):
+    saga.containers["payments"].stop()
+    start(container_factory, AuthorisationDuringTheLook)
+    widget = saga.product(stock=4)
+    order = saga.order([{"product_id": widget["id"], "quantity": 1}], token="tok_visa")
+
+    paid = saga.wait_for_status(order["id"], "PAID", "PAYMENT_FAILED")
+    eventlet.sleep(LOOK_LINGERS + 1)  # whatever the reconciler did with its look is done
+
+    assert paid["status"] == "PAID" and saga.rpc.orders.get_order(order["id"])["status"] == "PAID"
+    assert provider_status(saga, order["id"]) == "AUTHORIZED"  # not voided behind the paid order's back
+    settled_stock(saga, widget["id"], on_hand=3)
