@@ -4,15 +4,12 @@ Every stored invoice is handed out as a URL that expires: a presigned S3 URL, or
 URL carrying a signed token that ``InvoiceStore.open_token`` checks before the gateway serves the file.
 """
 
-import json
 import os
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from functools import lru_cache
 from pathlib import Path
 
 import jwt
-from fontTools.ttLib import TTFont
 from fpdf import FPDF
 from fpdf.enums import WrapMode, XPos, YPos
 from fpdf.fonts import FontFace
@@ -20,6 +17,7 @@ from nameko.extensions import DependencyProvider
 
 from common.errors import Forbidden, NotFound
 from services.notifications.channels import setting
+from services.notifications.fonts import invoice_fonts
 
 CENTS = Decimal("0.01")
 TOKEN_AUDIENCE = "invoice-download"
@@ -49,48 +47,19 @@ def shop_details():
     }
 
 
-# Unicode fonts from the Debian packages fonts-dejavu-core and fonts-droid-fallback (installed by
-# scripts/ensure-tools.sh and the Dockerfile): DejaVu for Latin, Greek and Cyrillic, Droid Sans Fallback for CJK.
-FONT_DIR = "/usr/share/fonts/truetype"
-FONTS = {("DejaVu", ""): "dejavu/DejaVuSans.ttf", ("DejaVu", "B"): "dejavu/DejaVuSans-Bold.ttf",
-         ("DroidFallback", ""): "droid/DroidSansFallbackFull.ttf"}
 COLUMNS = (("SKU", 34, "LEFT"), ("Item", 66, "LEFT"), ("Qty", 14, "RIGHT"), ("Unit price", 33, "RIGHT"),
            ("Amount", 33, "RIGHT"))
 
 
-def font_path(family, style):
-    path = Path(setting("INVOICE_FONT_DIR", FONT_DIR)) / FONTS[(family, style)]
-    if not path.is_file():
-        raise RuntimeError(f"invoice font missing: {path} (install fonts-dejavu-core and fonts-droid-fallback, "
-                           "or set INVOICE_FONT_DIR)")
-    return str(path)
-
-
-@lru_cache(maxsize=8)
-def codepoints(path):
-    return frozenset(TTFont(path, lazy=True).getBestCmap())
-
-
-def needs_fallback(*values):
-    """Whether any character of ``values`` is missing from DejaVu (then Droid Sans Fallback is embedded too).
-
-    Parsing Droid's 4 MB of CJK glyphs costs about half a second of CPU per invoice, so only invoices that print
-    such a character pay for it."""
-    text = json.dumps(values, default=str, ensure_ascii=False)
-    covered = codepoints(font_path("DejaVu", "")) & codepoints(font_path("DejaVu", "B"))
-    return any(ord(char) not in covered for char in set(text))
-
-
 class InvoicePdf(FPDF):
-    def __init__(self, number, fallback=True):
+    def __init__(self, number, fonts):
         super().__init__(format="A4")
         self.number = number
         self.set_title(f"Invoice {number}")
-        for family, style in (("DejaVu", ""), ("DejaVu", "B")):
-            self.add_font(family, style, font_path(family, style))
-        if fallback:
-            self.add_font("DroidFallback", "", font_path("DroidFallback", ""))
-            self.add_font("DroidFallback", "B", font_path("DroidFallback", ""))
+        for (family, style), path in fonts.items():
+            self.add_font(family, style, path)
+        if ("DroidFallback", "") in fonts:
+            self.add_font("DroidFallback", "B", fonts[("DroidFallback", "")])
             self.set_fallback_fonts(["DroidFallback"], exact_match=False)
         self.set_auto_page_break(True, margin=18)
 
@@ -101,12 +70,16 @@ class InvoicePdf(FPDF):
 
 
 def render_invoice_pdf(order, number, issued_at, shop):
-    pdf = InvoicePdf(number, fallback=needs_fallback(order, shop))
+    pdf = InvoicePdf(number, invoice_fonts(order, number, shop))
+    write_invoice(pdf, order, number, issued_at, shop)
+    return bytes(pdf.output())
+
+
+def write_invoice(pdf, order, number, issued_at, shop):
     pdf.add_page()
     write_header(pdf, order, number, issued_at, shop)
     write_lines(pdf, order)
     write_totals(pdf, order, shop)
-    return bytes(pdf.output())
 
 
 def line(pdf, text, size=10, style=""):
