@@ -29,7 +29,7 @@ from nameko.standalone.events import get_event_exchange
 from bridge.kafka_acks import AckWindow
 from bridge.kafka_metrics import FAILURES
 from bridge.kafka_producer import Delivery, DeliveryFailed
-from common.amqp import ReadsAhead, SettlesSafely
+from common.amqp import Drains, ReadsAhead, SettlesSafely
 from common.events import AGGREGATE_HEADER
 from common.tracing import amqp_carrier
 
@@ -123,7 +123,7 @@ def declare_shards(connection, source_services, shards=None):
     return Queue(QUEUE_NAME, durable=True)
 
 
-class RawConsumer(ReadsAhead, SettlesSafely, ConsumerCore):
+class RawConsumer(Drains, ReadsAhead, SettlesSafely, ConsumerCore):
     """Hands the entrypoint kombu's messages undecoded (and reads the socket ahead, as every consumer of ours)."""
 
     def get_consumers(self, consumer_cls, channel):
@@ -133,7 +133,8 @@ class RawConsumer(ReadsAhead, SettlesSafely, ConsumerCore):
         return [consumer]
 
     def on_raw_message(self, message):
-        if self.should_stop:
+        self.took(message)
+        if self.stop_requested:
             self.requeue_message(message)
             return
         for callback in self.callbacks:
