@@ -17,6 +17,7 @@ from sqlalchemy.sql.elements import TextClause
 from common import replicas
 from common.crypto import data_keyring
 from common.events import AlreadyHandled, can_record, record_delivery
+from common.health import check_database
 from common.metrics import count_read, time_statements
 from common.tracing import trace_engine
 
@@ -173,6 +174,11 @@ class Database(NamekoDatabase):
             if self.checks is not None:
                 self.checks.kill()
             self.replicas.dispose()
+
+    def readiness_checks(self, timeout):
+        """For ``common.health.Readiness``: the primary answers ``SELECT 1``, on a connection of its own (a pool
+        that busy workers hold is load, not an outage)."""
+        return {"database": functools.partial(check_database, self.db_uri, timeout)}
 
     def replica_report(self):
         return self.replicas.report() if self.replicas is not None else []
