@@ -24,6 +24,7 @@ from common.tracing import trace_engine
 log = logging.getLogger(__name__)
 
 SQLITE_LOCK_WAIT_SECONDS = 30
+STOP_WAIT_SECONDS = 10
 DEFAULT_MAX_WORKERS = 10
 # Connections a process holds besides its workers': the outbox relay's session and its advisory-lock connection,
 # a metrics scrape, a migration check.
@@ -117,6 +118,7 @@ class Database(NamekoDatabase):
         self.handled_events = handled_events
         self.replicas = None
         self.checks = None  # the greenlet that checks the replicas
+        self.users = []  # events of providers that still use it while the container stops (keep_open_until)
 
     def setup(self):
         super().setup()
@@ -161,8 +163,16 @@ class Database(NamekoDatabase):
             self.replicas.check()  # the first reads already know which replicas are fit
             self.checks = self.container.spawn_managed_thread(self.replicas.run, identifier="db-replica-checks")
 
+    def keep_open_until(self, done):
+        """``stop()`` waits for ``done`` (an Event, up to ``STOP_WAIT_SECONDS``) before it closes the engines:
+        nameko stops every provider at once, and one may need the database to finish (the outbox's last relay)."""
+        self.users.append(done)
+
     def stop(self):
         self._stop_replicas()
+        for done in self.users:
+            with eventlet.Timeout(STOP_WAIT_SECONDS, False):
+                done.wait()
         super().stop()
 
     def kill(self):
