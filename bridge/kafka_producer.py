@@ -19,7 +19,7 @@ import logging
 import eventlet
 import eventlet.event
 from confluent_kafka import KafkaError, KafkaException, Producer
-from eventlet import patcher
+from eventlet import patcher, tpool
 from nameko import config
 from nameko.extensions import DependencyProvider
 
@@ -148,6 +148,12 @@ class KafkaPump:
     @property
     def in_flight(self):
         return len(self._pending)
+
+    def check(self, timeout):
+        """The brokers and topics this producer sees: a metadata request on its own connections (in an OS thread:
+        it blocks). Raises when it reaches no broker within ``timeout``."""
+        metadata = tpool.execute(self._producer.list_topics, timeout=timeout)
+        return f"{len(metadata.brokers)} broker(s), {len(metadata.topics)} topic(s)"
 
     def stop(self, flush_timeout=10.0):
         """Deliver what is queued (up to ``flush_timeout``), then drop the producer and resolve what is left."""
@@ -288,6 +294,11 @@ class KafkaProducer(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self
+
+    def readiness_checks(self, timeout):
+        """For ``common.health.Readiness``: this producer reaches a Kafka broker (librdkafka's own timeout a little
+        shorter than the check's, so its error names the cause)."""
+        return {"kafka": functools.partial(self.pump.check, timeout * 0.8)}
 
     def produce_each(self, envelopes, traces=None):
         """Produce every envelope; for each, its ``Delivery`` or the ``PoisonEvent`` that rules it out."""

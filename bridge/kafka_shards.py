@@ -212,6 +212,13 @@ class ShardConsumer(ReadsAhead, SettlesSafely, ConsumerCore):
         super().__init__(amqp_uri, **kwargs)
 
     @property
+    def consuming(self):
+        """For readiness (``common.health``): subscribed to the shards over a live connection, and not stopping."""
+        return not self.should_stop and any(
+            consumer.channel.connection is not None and consumer.channel.connection.connected
+            for consumer in self.shards.values())
+
+    @property
     def shard_prefetch(self):
         return max(1, -(-self.prefetch_count // max(1, shard_count())))
 

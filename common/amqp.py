@@ -10,8 +10,14 @@ but the socket's own errors (``ConnectionResetError``, ``BrokenPipeError``) esca
 container: a broker outage in the middle of a handler stopped the whole process. The broker requeues every
 message an unacked channel held, and handlers drop repeats, so an ack or a requeue that cannot reach the broker
 needs no retry.
+
+Nameko closes a consumer's connection as soon as it is stopped, while workers it started are still running: their
+acks were dropped and the broker delivered those messages again (a command a worker had carried out, run twice).
+``Drains`` keeps the connection until every message the consumer took is settled, and tells readiness whether the
+consumer is consuming.
 """
 
+import contextlib
 import functools
 import logging
 
@@ -23,6 +29,7 @@ from nameko.amqp.consume import Consumer
 log = logging.getLogger(__name__)
 
 READ_AHEAD_BYTES = 4096  # several small messages per recv; more only copies more (py-amqp slices its buffer per read)
+UNSETTLED = "pos_unsettled"  # on a channel: the delivery tags its consumer took and nobody has acked or requeued yet
 # what an ack or a publish meets when the broker has gone (kombu wraps the socket's errors in its OperationalError)
 LOST_CONNECTION = (AmqpConnectionError, BrokerError, OSError)
 
@@ -33,6 +40,61 @@ class ReadsAhead:
     def on_consume_ready(self, connection, channel, consumers, **kwargs):
         read_ahead(connection.connection.transport)
         super().on_consume_ready(connection, channel, consumers, **kwargs)
+
+
+class Drains:
+    """Mixin for ``nameko.amqp.consume.Consumer``: on ``stop()`` it takes no more messages (it cancels its
+    subscriptions; what the broker had already sent is requeued) and closes its connection only once every message
+    it took is settled. ``consuming``: connected, subscribed and not stopping (``common.health.Readiness``)."""
+
+    stop_requested = False
+    channel_in_use = None
+    subscriptions = ()
+
+    @property
+    def should_stop(self):  # what kombu's consume loop and nameko's ``run`` ask
+        return self.stop_requested and not getattr(self.channel_in_use, UNSETTLED, None)
+
+    @should_stop.setter
+    def should_stop(self, value):  # nameko's ``stop()`` sets it
+        self.stop_requested = value
+
+    @property
+    def consuming(self):
+        return self.channel_in_use is not None and not self.stop_requested
+
+    @contextlib.contextmanager
+    def extra_context(self, connection, channel):
+        setattr(channel, UNSETTLED, set())
+        self.channel_in_use = channel
+        try:
+            yield
+        finally:
+            # the broker requeues what a lost channel held: nothing is left to settle on it
+            self.channel_in_use = self.subscriptions = None
+
+    def on_consume_ready(self, connection, channel, consumers, **kwargs):
+        self.subscriptions = consumers
+        super().on_consume_ready(connection, channel, consumers, **kwargs)
+
+    def on_iteration(self):
+        if self.stop_requested and self.subscriptions:
+            subscriptions, self.subscriptions = self.subscriptions, None
+            for subscription in subscriptions:
+                subscription.cancel()
+
+    def took(self, message):
+        """Call first for every message received; settled by ``settle``."""
+        if not self.consumer_options.get("no_ack"):
+            getattr(message.channel, UNSETTLED, set()).add(message.delivery_tag)
+
+    def on_message(self, body, message):
+        self.took(message)
+        if self.stop_requested:
+            self.requeue_message(message)
+            return
+        for callback in self.callbacks:
+            callback(body, message)
 
 
 class SettlesSafely:
@@ -47,16 +109,28 @@ class SettlesSafely:
 
 def settle(action, **kwargs):
     """``message.ack``/``requeue``/``reject`` unless its connection is gone; the broker redelivers it then."""
-    if not action.__self__.channel.connection:
+    message = action.__self__
+    if not message.channel.connection:
         return
     try:
         action(**kwargs)
     except LOST_CONNECTION as exc:
         log.warning("the broker connection was lost before %s (%r): it will deliver the message again",
                     action.__name__, exc)
+    forget(message, kwargs.get("multiple", False))
 
 
-class ReadAheadConsumer(ReadsAhead, SettlesSafely, Consumer):
+def forget(message, multiple):
+    unsettled = getattr(message.channel, UNSETTLED, None)
+    if not unsettled:
+        return
+    if multiple:
+        unsettled.difference_update([tag for tag in unsettled if tag <= message.delivery_tag])
+    else:
+        unsettled.discard(message.delivery_tag)
+
+
+class ReadAheadConsumer(Drains, ReadsAhead, SettlesSafely, Consumer):
     pass
 
 

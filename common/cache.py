@@ -217,6 +217,10 @@ class Cache(DependencyProvider):
 
     kill = stop
 
+    def readiness_checks(self, timeout):
+        """For ``common.health.Readiness``: Redis answers ``PING`` (the backend's client, its 2 s timeouts)."""
+        return {"cache": self.backend.ping} if isinstance(self.backend, RedisBackend) else {}
+
     def collect_metrics(self):
         requests = CounterMetricFamily("pos_cache_requests", "Cache reads by result", labels=["service", "result"])
         for result in ("hits", "misses"):

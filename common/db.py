@@ -17,12 +17,14 @@ from sqlalchemy.sql.elements import TextClause
 from common import replicas
 from common.crypto import data_keyring
 from common.events import AlreadyHandled, can_record, record_delivery
+from common.health import check_database
 from common.metrics import count_read, time_statements
 from common.tracing import trace_engine
 
 log = logging.getLogger(__name__)
 
 SQLITE_LOCK_WAIT_SECONDS = 30
+STOP_WAIT_SECONDS = 10
 DEFAULT_MAX_WORKERS = 10
 # Connections a process holds besides its workers': the outbox relay's session and its advisory-lock connection,
 # a metrics scrape, a migration check.
@@ -116,6 +118,7 @@ class Database(NamekoDatabase):
         self.handled_events = handled_events
         self.replicas = None
         self.checks = None  # the greenlet that checks the replicas
+        self.users = []  # events of providers that still use it while the container stops (keep_open_until)
 
     def setup(self):
         super().setup()
@@ -160,8 +163,16 @@ class Database(NamekoDatabase):
             self.replicas.check()  # the first reads already know which replicas are fit
             self.checks = self.container.spawn_managed_thread(self.replicas.run, identifier="db-replica-checks")
 
+    def keep_open_until(self, done):
+        """``stop()`` waits for ``done`` (an Event, up to ``STOP_WAIT_SECONDS``) before it closes the engines:
+        nameko stops every provider at once, and one may need the database to finish (the outbox's last relay)."""
+        self.users.append(done)
+
     def stop(self):
         self._stop_replicas()
+        for done in self.users:
+            with eventlet.Timeout(STOP_WAIT_SECONDS, False):
+                done.wait()
         super().stop()
 
     def kill(self):
@@ -173,6 +184,11 @@ class Database(NamekoDatabase):
             if self.checks is not None:
                 self.checks.kill()
             self.replicas.dispose()
+
+    def readiness_checks(self, timeout):
+        """For ``common.health.Readiness``: the primary answers ``SELECT 1``, on a connection of its own (a pool
+        that busy workers hold is load, not an outage)."""
+        return {"database": functools.partial(check_database, self.db_uri, timeout)}
 
     def replica_report(self):
         return self.replicas.report() if self.replicas is not None else []

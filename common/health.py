@@ -1,4 +1,5 @@
-"""Readiness: is each dependency answering, and how fast? Plus the ``ping`` every service answers.
+"""Readiness: is each dependency answering, and how fast? Plus the ``ping`` every service answers, and each
+container's own readiness (``Readiness``, served on the process's probe port by ``common.probes``).
 
 ``run_checks({"broker": lambda: check_broker(uri, t), ...}, timeout)`` runs the checks side by side, each under
 its own timeout, and returns ``(ready, {name: {"status": "UP"|"DOWN", "latency_ms": ..., "error"?: ...}})``.
@@ -18,13 +19,16 @@ from importlib import metadata
 import eventlet
 from eventlet import tpool
 from nameko import config
+from nameko.amqp.consume import Consumer as AmqpConsumer
+from nameko.extensions import DependencyProvider
 from nameko.rpc import ClusterRpc
 
+from common import probes
 from common.logging import LogContext
 from common.rpc import ServiceRpc, TimedClient, rpc
 from common.tracing import Tracing
 
-UP, DOWN = "UP", "DOWN"
+UP, DOWN = probes.UP, probes.DOWN
 DEFAULT_TIMEOUT = 2.0
 # Every Nameko service the system runs (docs/architecture.md "Processes"); HEALTH_SERVICES overrides.
 SERVICES = ("accounts", "products", "inventory", "orders", "notifications", "webhooks", "payments", "kafka_bridge")
@@ -35,8 +39,81 @@ def _ping(self):
     return "pong"
 
 
+class Readiness(DependencyProvider):
+    """Can this container work? Its report (``report()``; ``/health/ready`` on the process's probe port) has:
+
+    - ``broker``: every AMQP consumer of the container is consuming (connected, subscribed, not stopping);
+    - the checks its other extensions declare with ``readiness_checks(timeout) -> {name: check}``: ``database``
+      (``common.db.Database``: ``SELECT 1`` on a connection of its own), ``kafka`` (the bridge's producer),
+      ``payment_provider`` (payments' gRPC client), ``cache`` (``common.cache`` on Redis).
+
+    ``optional`` names are reported, never required (default ``cache``: every cache falls back to its source).
+    ``required_once`` names are required until the container has been ready once, then reported only: the gateway
+    declares the broker and its cache so, because they are shared by every replica and it answers their outages
+    itself (docs/operations.md "Health"). Each check runs under ``HEALTH_CHECK_TIMEOUT``.
+    """
+
+    def __init__(self, optional=("cache",), required_once=()):
+        self.optional, self.required_once = tuple(optional), tuple(required_once)
+
+    def setup(self):
+        self.timeout = float(config.get("HEALTH_CHECK_TIMEOUT") or DEFAULT_TIMEOUT)
+        self.server = probes.from_config()
+        self.was_ready = False
+
+    def start(self):
+        if self.server is not None:
+            self.server.attach(self)
+
+    def stop(self):
+        if self.server is not None:
+            self.server.detach(self)
+
+    kill = stop
+
+    @property
+    def service_name(self):
+        return self.container.service_name
+
+    def checks(self):
+        checks = {"broker": lambda: check_consumers(self.container)}
+        for extension in self.container.extensions:
+            declared = getattr(extension, "readiness_checks", None)
+            if declared is not None:
+                checks.update(declared(self.timeout))
+        return checks
+
+    def report(self):
+        optional = self.optional + (self.required_once if self.was_ready else ())
+        ready, checks = run_checks(self.checks(), self.timeout, optional=optional)
+        self.was_ready = self.was_ready or ready
+        return {"status": UP if ready else DOWN, "checks": checks}
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+
+def check_consumers(container):
+    consumers = {id(extension.consumer): extension.consumer for extension in container.extensions
+                 if isinstance(getattr(extension, "consumer", None), AmqpConsumer)}
+    if not consumers:
+        raise ConnectionError("no AMQP consumer")
+    idle = [consumer for consumer in consumers.values() if not consuming(consumer)]
+    if idle:
+        queues = sorted(queue.name for consumer in idle for queue in consumer.queues or ())
+        raise ConnectionError(f"{len(idle)} of {len(consumers)} consumer(s) not consuming: {', '.join(queues)}")
+    return f"{len(consumers)} consumer(s)"
+
+
+def consuming(consumer):
+    """``common.amqp.Drains`` knows; a consumer of nameko's own is trusted once it has connected."""
+    state = getattr(consumer, "consuming", None)
+    return consumer.ready.is_set() and not consumer.should_stop if state is None else state
+
+
 class Operational:
-    """Mixin every Nameko service inherits: the ``ping`` RPC that readiness calls, and JSON-log context.
+    """Mixin every Nameko service inherits: the ``ping`` RPC that readiness calls, its own ``Readiness`` (its
+    probes), and JSON-log context.
 
     ``ping`` is attached to each service class (one with a ``name``), not declared here: ``nameko run module``
     runs every class with entrypoints it finds in the module, and this mixin, imported there, must not be one.
@@ -44,6 +121,7 @@ class Operational:
 
     log_context = LogContext()
     tracing = Tracing()
+    readiness = Readiness()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -10,26 +10,22 @@ instruments the other providers use for their own figures.
 - domain events published, by source and type (orders by status, payments by outcome): ``count_domain_event``,
   called by ``common.outbox`` and by code that dispatches without it.
 
-Each service process exposes the registry on ``METRICS_PORT`` (if set; ``METRICS_ADDR``, default 127.0.0.1);
-the gateway also serves it at ``GET /metrics``.
+Each service process exposes the registry on ``METRICS_PORT`` (if set; ``METRICS_ADDR``, default 127.0.0.1), beside
+its probes (``common.probes``); the gateway also serves it at ``GET /metrics``.
 """
 
-import logging
-import threading
 import time
 
-from nameko import config
 from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc
 from nameko.timer import Timer
 from nameko.web.handlers import HttpRequestHandler
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from sqlalchemy import event
 
+from common import probes
 from common.errors import DomainError
-
-log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -55,11 +51,6 @@ DOMAIN_EVENTS = Counter(
     "pos_domain_events_total", "Domain events published, by source service and event type",
     ["source", "event_type"],
 )
-
-# One exporter per port per process: it serves the whole process's registry, so the containers of one process
-# (several services in one ``nameko run``, the tests) share it, and it outlives each of them.
-_exporters_started = set()
-_exporters_lock = threading.Lock()
 
 
 def count_read(service, target):
@@ -99,18 +90,6 @@ def outcome_of(result, exc_info):
 def latest():
     """``(body, content_type)`` of the Prometheus text exposition of this process."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-
-
-def start_exporter(port, addr):
-    with _exporters_lock:
-        if port in _exporters_started:
-            return
-        try:
-            start_http_server(port, addr=addr)
-            _exporters_started.add(port)
-            log.info("metrics on http://%s:%s/metrics", addr, port)
-        except OSError:
-            log.warning("metrics port %s is taken; not exporting", port)
 
 
 def time_statements(engine, service):
@@ -155,9 +134,7 @@ class LiveCollector:
 class Metrics(DependencyProvider):
     def setup(self):
         self.started_at = {}
-        port = config.get("METRICS_PORT")
-        if port:
-            start_exporter(int(port), str(config.get("METRICS_ADDR") or "127.0.0.1"))
+        probes.from_config()
 
     def worker_setup(self, worker_ctx):
         self.started_at[worker_ctx] = time.perf_counter()

@@ -129,6 +129,8 @@ class Outbox(DependencyProvider):
 
     def start(self):
         self.running = True
+        self.relayed = Event()
+        self.database.keep_open_until(self.relayed)
         self.relay_thread = self.container.spawn_managed_thread(self.run_relay)
         self.pruner_thread = self.container.spawn_managed_thread(self.run_pruner)
         self.collector.register()
@@ -180,6 +182,18 @@ class Outbox(DependencyProvider):
             with eventlet.Timeout(delay, False):
                 self.wakeup.wait()
             self.wakeup = Event()
+        self.relay_remaining()
+        self.relayed.send(True)
+
+    def relay_remaining(self):
+        """At stop, once every worker has ended: what they committed goes out now, not at another replica's (or
+        this one's next start's) poll."""
+        try:
+            while self.relay_batch() == BATCH_SIZE:
+                pass
+        except Exception:
+            log.warning("outbox relay of %s stopped with rows unsent; the next relay publishes them",
+                        self.container.service_name, exc_info=True)
 
     def run_pruner(self):
         interval = float(config.get("RETENTION_INTERVAL_SECONDS") or 3600)

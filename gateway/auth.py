@@ -9,10 +9,11 @@ missed event (then ``accounts.get_user`` answers ``user_not_found``).
 """
 
 from nameko import config
-from nameko.events import BROADCAST, event_handler
+from nameko.events import BROADCAST, EventHandler
 from nameko.exceptions import ConfigurationError
 from nameko.extensions import DependencyProvider
 
+from common.amqp import ReadAheadConsumer
 from common.cache import MISSING, CacheClient, LocalBackend, RedisBackend
 from common.errors import Forbidden, NotFound
 from common.tokens import (  # noqa: F401  (the token rules live in common.tokens; re-exported for the gateway)
@@ -98,13 +99,23 @@ class Auth(DependencyProvider):
         return Authenticator(self, worker_ctx)
 
 
+class AccountEvent(EventHandler):
+    """A broadcast handler (a queue per replica) with our consumer: it reads ahead, drains on stop and tells
+    readiness whether it consumes (common.amqp)."""
+
+    consumer_cls = ReadAheadConsumer
+
+    def __init__(self, source_service, event_type, **kwargs):
+        super().__init__(source_service, event_type, handler_type=BROADCAST, reliable_delivery=False, **kwargs)
+
+
 class AccountEvents:
     """Gateway mixin: every replica (a broadcast queue each) forgets an account as soon as it is deleted or erased."""
 
-    @event_handler("accounts", "user.deleted", handler_type=BROADCAST, reliable_delivery=False)
+    @AccountEvent.decorator("accounts", "user.deleted")
     def forget_deleted_user(self, envelope):
         self.auth.forget_user(int(envelope["data"]["id"]))
 
-    @event_handler("accounts", "user.erased", handler_type=BROADCAST, reliable_delivery=False)
+    @AccountEvent.decorator("accounts", "user.erased")
     def forget_erased_user(self, envelope):
         self.auth.forget_user(int(envelope["data"]["id"]))

@@ -7,6 +7,10 @@ Its own process, not a Nameko entrypoint (docs/architecture.md says why): a grpc
 call the inventory service over RPC (``common.rpc.ThreadedRpc``) and whose WatchStock streams are fed from
 inventory's ``stock.*`` events (``inventory_grpc.feed``). TLS with ``INVENTORY_GRPC_TLS_CERT``/``_KEY`` (required
 where ``INVENTORY_GRPC_TLS`` is true: uat and prod).
+
+The health service answers SERVING while the process can work: its event feed is consuming (its broker connection
+is up); NOT_SERVING otherwise and while it stops. ``INVENTORY_GRPC_HEALTH_ADDRESS`` (empty: none) serves that same
+health service alone, in plaintext, for probes that cannot speak TLS (kubelet's gRPC probe): it carries no data.
 """
 
 import argparse
@@ -35,6 +39,8 @@ log = logging.getLogger("inventory_grpc")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Inventory"].full_name
 DEFAULT_ADDRESS = "127.0.0.1:50052"
 TRUE = ("1", "true", "yes", "on")
+HEALTH_INTERVAL = 1.0
+SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def setting(name, default):
@@ -79,20 +85,50 @@ async def serve(address=None):
     port = server.add_secure_port(address, tls) if tls else server.add_insecure_port(address)
     if not port:
         raise OSError(f"cannot listen on {address}")
+    await set_health(health_servicer, NOT_SERVING)  # until the event feed consumes
     await server.start()
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    probe_server = await serve_health(health_servicer, setting("INVENTORY_GRPC_HEALTH_ADDRESS", ""))
+    reporting = asyncio.create_task(report_health(health_servicer, feed))
 
     async def stop(grace=2.0):
-        for name in ("", SERVICE_NAME):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        reporting.cancel()
+        await set_health(health_servicer, NOT_SERVING)
         await server.stop(grace)
+        if probe_server is not None:
+            await probe_server.stop(0)
         feed.stop()
         executor.shutdown(wait=False, cancel_futures=True)
         for client in (inventory, products, accounts):
             client.close()
 
     return server, port, stop
+
+
+async def serve_health(health_servicer, address):
+    """The health service alone on ``address``, in plaintext; None without an address."""
+    if not address:
+        return None
+    probe_server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probe_server)
+    if not probe_server.add_insecure_port(address):
+        raise OSError(f"cannot listen on {address}")
+    await probe_server.start()
+    return probe_server
+
+
+async def report_health(health_servicer, feed):
+    """SERVING while the event feed consumes, NOT_SERVING otherwise (checked every ``HEALTH_INTERVAL``)."""
+    serving = None
+    while True:
+        if feed.consuming.is_set() != serving:
+            serving = feed.consuming.is_set()
+            await set_health(health_servicer, SERVING if serving else NOT_SERVING)
+        await asyncio.sleep(HEALTH_INTERVAL)
+
+
+async def set_health(health_servicer, status):
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, status)
 
 
 async def run(address):

@@ -6,6 +6,7 @@ or killed later, takes the whole container down with it. Here the connection ope
 it dies; a provider that cannot be reached is a ``GrpcError(UNAVAILABLE)`` for that one call.
 """
 
+import functools
 import socket
 
 from eventlet.semaphore import Semaphore
@@ -15,6 +16,7 @@ from nameko_grpc.connection import ClientConnectionManager, ConnectionTerminatin
 from nameko_grpc.dependency_provider import GrpcProxy
 from nameko_grpc.errors import GrpcError
 
+from common.health import check_grpc
 from payment_provider import protos
 
 CONNECT_TIMEOUT = 2.0
@@ -73,3 +75,7 @@ class PaymentProviderClient(GrpcProxy):
 
     def start(self):
         self.channel = ProviderChannel(self.target[2:], self.spawn_thread)
+
+    def readiness_checks(self, timeout):
+        """For ``common.health.Readiness``: the provider completes an HTTP/2 handshake (what a call needs first)."""
+        return {"payment_provider": functools.partial(check_grpc, self.target[2:], timeout)}

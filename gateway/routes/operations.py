@@ -1,4 +1,4 @@
-"""Operations: liveness, readiness of every dependency, build info and Prometheus metrics."""
+"""Operations: liveness, readiness of every dependency and of this process, build info and Prometheus metrics."""
 
 from nameko import config
 from nameko.constants import AMQP_URI_CONFIG_KEY, DEFAULT_AMQP_URI
@@ -17,6 +17,8 @@ OPERATIONS = ["Operations"]
 class OperationsRoutes:
     log_context = LogContext()
     service_ping = health.ServicePing()
+    # shared by every replica, and the API answers their outages itself: required only until first ready
+    readiness = health.Readiness(optional=(), required_once=("broker", "cache"))
 
     @api("GET", "/health", responses={200: HealthSchema}, summary="Liveness", tags=OPERATIONS)
     def health(self, request):
@@ -33,6 +35,17 @@ class OperationsRoutes:
         ready, checks = health.run_checks(checks, readiness_timeout(),
                                           optional=[name for name in checks if name.startswith("replica:")])
         return (200 if ready else 503), {"status": health.UP if ready else health.DOWN, "checks": checks}
+
+    @api("GET", "/health/process", responses={200: ReadinessSchema, 503: ReadinessSchema},
+         summary="Readiness of this gateway process (its probe)", tags=OPERATIONS,
+         description="What this replica needs to serve: its AMQP consumers (RPC replies, account events) and its "
+                     "Redis, each required until the process has been ready once; after that they are reported "
+                     "but do not make it unready, since every replica shares them and the API answers their "
+                     "outages itself (503 with `Retry-After`; rate limits and caches fail open). The Kubernetes "
+                     "readiness probe; `/health/ready` is the whole system's state.")
+    def process_ready(self, request):
+        report = self.readiness.report()
+        return (200 if report["status"] == health.UP else 503), report
 
     @api("GET", "/info", responses={200: InfoSchema}, summary="Build and environment", tags=OPERATIONS)
     def info(self, request):

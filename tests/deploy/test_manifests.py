@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from common import probes
+from gateway.http import routes
+from gateway.service import GatewayService
 from scripts.run_system import GRPC_APIS, NAMEKO_PROCESSES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,6 +21,11 @@ BIN = Path(sys.executable).parent
 ENVIRONMENTS = ("dev", "uat", "prod")
 REPLICAS = {"dev": (2, 5), "uat": (3, 10), "prod": (5, 20)}
 IMAGE = "registry.example.com/pos/product-order-service:"
+SANDBOX = "pos-payment-provider"  # a stand-in for the real provider: it listens, and has nothing else to wait for
+GATEWAY_READINESS = "/health/process"
+# what a pod's stop may take after its preStop sleep: workers in flight (RPC_TIMEOUT_SECONDS 10), then the Kafka
+# producer's flush (KAFKA_FLUSH_TIMEOUT 10) and the outbox's last relay (common.db STOP_WAIT_SECONDS 10)
+LONGEST_STOP = 30
 
 
 def kubectl():
@@ -187,3 +195,57 @@ def test_every_node_ships_the_shops_json_logs_to_elasticsearch_with_the_index_te
     [init] = pod["initContainers"]
     assert "_index_template/pos-logs" in " ".join(init["args"])
     assert "ELASTICSEARCH_HOST" in of_kind(resources, "ConfigMap")["fluent-bit-env"]["data"]
+
+
+def probe_target(probe):
+    """``(kind, port, path)`` of a probe: ("http", port, path), ("grpc", port, None) or ("tcp", port, None)."""
+    if "httpGet" in probe:
+        return "http", probe["httpGet"]["port"], probe["httpGet"]["path"]
+    if "grpc" in probe:
+        return "grpc", probe["grpc"]["port"], None
+    return "tcp", probe["tcpSocket"]["port"], None
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_readiness_is_each_process_own_real_check_and_liveness_only_that_it_is_alive(environment):
+    gateway_paths = {spec.path for spec in routes(GatewayService)}
+    for name, deployment in shop_deployments(rendered(environment)).items():
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        process = container["args"][0]
+        ready, alive = probe_target(container["readinessProbe"]), probe_target(container["livenessProbe"])
+        started = probe_target(container["startupProbe"]) if "startupProbe" in container else None
+        assert ready[2] != probes.METRICS and alive[2] != probes.METRICS, name
+        if name == SANDBOX:
+            assert ready[0] == "tcp"
+            continue
+        assert started is not None and started[2] == alive[2], name  # start-up waits for what liveness checks
+        if process == "gateway":
+            assert ready == ("http", "http", GATEWAY_READINESS) and GATEWAY_READINESS in gateway_paths
+            assert alive == ("http", "http", "/health")
+        elif process == "inventory_grpc":
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert ready == ("grpc", 50053, None)
+            assert env["INVENTORY_GRPC_HEALTH_ADDRESS"] == "0.0.0.0:50053"
+            assert 50053 in {p["containerPort"] for p in container["ports"]}
+            assert alive == ("tcp", "grpc", None)
+        else:
+            assert ready == ("http", "metrics", probes.READINESS), name
+            assert alive == ("http", "metrics", probes.LIVENESS), name
+            assert container["readinessProbe"]["timeoutSeconds"] > 2  # HEALTH_CHECK_TIMEOUT's default
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_every_deployment_leaves_its_service_before_sigterm_and_has_time_to_finish(environment):
+    for name, deployment in shop_deployments(rendered(environment)).items():
+        pod = deployment["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        command = container["lifecycle"]["preStop"]["exec"]["command"]
+        assert command[0] == "sleep" and int(command[1]) >= 5, name  # endpoints and kube-proxy catch up first
+        slack = 0 if name == SANDBOX else LONGEST_STOP
+        assert pod["terminationGracePeriodSeconds"] > int(command[1]) + slack, name
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_a_drain_may_evict_pods_that_are_not_ready(environment):
+    for name, budget in of_kind(rendered(environment), "PodDisruptionBudget").items():
+        assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow", name

@@ -36,8 +36,8 @@ STATEFUL_EXAMPLES = int(os.environ.get("POS_FUZZ_SCENARIOS", "40"))
 STATEFUL_STEPS = 6
 CHECKS = [status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]
-# 503 is the readiness probe's answer while a dependency is down (Kafka and the payment provider are, here).
-ALLOWED_5XX = {("GET /health/ready", 503)}
+# 503 is the readiness probes' answer while a dependency is down (Kafka and the payment provider are, here).
+ALLOWED_5XX = {("GET /health/ready", 503), ("GET /health/process", 503)}
 OPTIONAL_SERVICES = {"orders": "services.orders.service:OrdersService",
                      "notifications": "services.notifications.service:NotificationsService",
                     "webhooks": "services.webhooks.service:WebhooksService"}

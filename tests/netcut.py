@@ -1,0 +1,67 @@
+"""``Link``: a TCP forwarder from a free loopback port to a real server (RabbitMQ, MariaDB), that a test can cut
+like a network partition: ``cut()`` drops every connection through it and refuses new ones, ``mend()`` lets them
+through again. The server itself stays up for everyone else."""
+
+import socket
+
+import eventlet
+
+from scripts.tansu import free_port
+
+
+class Link:
+    def __init__(self, target_port, target_host="127.0.0.1"):
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self.listener = eventlet.listen(("127.0.0.1", self.port))
+        self.passing = True
+        self.pairs = set()
+        self.acceptor = eventlet.spawn(self._accept)
+
+    def cut(self):
+        self.passing = False
+        for pair in list(self.pairs):
+            self._drop(pair)
+
+    def mend(self):
+        self.passing = True
+
+    def close(self):
+        self.cut()
+        self.acceptor.kill()
+        self.listener.close()
+
+    def _accept(self):
+        while True:
+            client, _ = self.listener.accept()
+            if not self.passing:
+                client.close()
+                continue
+            try:
+                upstream = eventlet.connect(self.target)
+            except OSError:
+                client.close()
+                continue
+            pair = (client, upstream)
+            self.pairs.add(pair)
+            eventlet.spawn_n(self._pipe, client, upstream, pair)
+            eventlet.spawn_n(self._pipe, upstream, client, pair)
+
+    def _pipe(self, source, sink, pair):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except (OSError, EOFError):  # EOFError: eventlet's word for a socket the other direction closed
+            pass
+        self._drop(pair)
+
+    def _drop(self, pair):
+        if pair not in self.pairs:
+            return
+        self.pairs.discard(pair)
+        for sock in pair:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # the other direction's recv returns, not a closed-socket error
+            except OSError:
+                pass
+            sock.close()
