@@ -17,6 +17,7 @@ from scripts.processes import ROOT, Fleet, stop_process
 from scripts.run_system import GRPC_APIS, NAMEKO_PROCESSES
 from scripts.seed import admin_session
 from scripts.tansu import free_port, launch
+from tests.system.servers import PrivateMariaDB
 
 CONFIG = ROOT / "config" / "dev.yml"
 ADDRESS = {"name": "Ada Lovelace", "line1": "1 Analytical Way", "city": "London", "postal_code": "N1 9GU",
@@ -342,14 +343,28 @@ def read_kafka(bootstrap, topic, wanted, timeout, event_ids=None):
     return found
 
 
-@pytest.fixture(scope="module")
-def system(tmp_path_factory):
-    system = System(tmp_path_factory.mktemp("system"))
+def running(system):
+    """A module fixture's body: ``system`` started, stopped after the module (``yield from running(System(...))``)."""
     try:
         system.start()
         yield system
     finally:
         system.stop()
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    yield from running(System(tmp_path_factory.mktemp("system")))
+
+
+@pytest.fixture(scope="module")
+def mariadb(tmp_path_factory):
+    """A private ``mariadbd`` for a module whose system keeps every database there (and may restart it)."""
+    server = PrivateMariaDB(tmp_path_factory.mktemp("mariadb"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")

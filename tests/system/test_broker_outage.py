@@ -14,6 +14,7 @@ from tests.system.conftest import (
     assert_all_paid_and_on_kafka,
     assert_refused_cleanly,
     assert_retries_place_each_order_once,
+    running,
     wait,
 )
 from tests.system.servers import PrivateRabbit
@@ -33,12 +34,7 @@ def rabbit(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory, rabbit):
-    system = System(tmp_path_factory.mktemp("system"), broker=rabbit, extra_env=OUTAGE_SAGA_ENV)
-    try:
-        system.start()
-        yield system
-    finally:
-        system.stop()
+    yield from running(System(tmp_path_factory.mktemp("system"), broker=rabbit, extra_env=OUTAGE_SAGA_ENV))
 
 
 @pytest.mark.slow

@@ -13,31 +13,17 @@ from tests.system.conftest import (
     assert_all_paid_and_on_kafka,
     assert_refused_cleanly,
     assert_retries_place_each_order_once,
+    running,
     wait,
 )
-from tests.system.servers import PrivateMariaDB
 
 START_STOCK = 1000
 DOWN_SECONDS = 5
 
 
 @pytest.fixture(scope="module")
-def mariadb(tmp_path_factory):
-    server = PrivateMariaDB(tmp_path_factory.mktemp("mariadb"))
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def system(tmp_path_factory, mariadb):
-    system = System(tmp_path_factory.mktemp("system"), mariadb=mariadb, extra_env=OUTAGE_SAGA_ENV)
-    try:
-        system.start()
-        yield system
-    finally:
-        system.stop()
+    yield from running(System(tmp_path_factory.mktemp("system"), mariadb=mariadb, extra_env=OUTAGE_SAGA_ENV))
 
 
 @pytest.mark.slow

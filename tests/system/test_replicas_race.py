@@ -19,8 +19,7 @@ import pymysql
 import pytest
 import requests
 
-from tests.system.conftest import ADDRESS, RPC_DEADLINE, System, placed_orders, read_kafka, wait
-from tests.system.servers import PrivateMariaDB
+from tests.system.conftest import ADDRESS, RPC_DEADLINE, System, placed_orders, read_kafka, running, wait
 
 ORDERS = 200
 CUSTOMERS = 8
@@ -56,22 +55,9 @@ class Plan:
 
 
 @pytest.fixture(scope="module")
-def mariadb(tmp_path_factory):
-    server = PrivateMariaDB(tmp_path_factory.mktemp("mariadb"))
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def system(tmp_path_factory, mariadb):
-    system = System(tmp_path_factory.mktemp("system"), mariadb=mariadb, extra_env=RACE_ENV, replicas=REPLICAS)
-    try:
-        system.start()
-        yield system
-    finally:
-        system.stop()
+    yield from running(System(tmp_path_factory.mktemp("system"), mariadb=mariadb, extra_env=RACE_ENV,
+                              replicas=REPLICAS))
 
 
 @pytest.mark.slow
