@@ -198,6 +198,9 @@ class ServiceRpc(NamekoServiceRpc):
         super().setup()
         if self.timeout is None:
             self.timeout = float(config.get("RPC_TIMEOUT_SECONDS") or DEFAULT_TIMEOUT)
+        # A request its caller stopped waiting for is dropped by the broker rather than run late: a command run
+        # after its caller gave up (a stock reservation after the order was abandoned) would belong to nobody.
+        self.publisher.expiration = self.timeout
 
     def get_dependency(self, worker_ctx):
         # Built on first use: a worker gets every client its service declares, and most use one or none.
@@ -291,7 +294,7 @@ class ThreadedRpc:
         standalone = getattr(self.local, "client", None)
         if standalone is None:
             timeout = self.timeout or float(config.get("RPC_TIMEOUT_SECONDS") or DEFAULT_TIMEOUT)
-            standalone = StandaloneClient(self.target_service, timeout=timeout)
+            standalone = StandaloneClient(self.target_service, timeout=timeout, expiration=timeout)
             try:
                 standalone.start()
             except Exception as exc:

@@ -54,6 +54,9 @@ class Link:
         except (OSError, EOFError):  # EOFError: eventlet's word for a socket the other direction closed
             pass
         self._drop(pair)
+        # Each pipe closes only the socket it reads. Closing one another greenlet still waits on frees its fileno
+        # under that wait: the next socket given the number then fails with "Second simultaneous read".
+        source.close()
 
     def _drop(self, pair):
         if pair not in self.pairs:
@@ -61,7 +64,6 @@ class Link:
         self.pairs.discard(pair)
         for sock in pair:
             try:
-                sock.shutdown(socket.SHUT_RDWR)  # the other direction's recv returns, not a closed-socket error
+                sock.shutdown(socket.SHUT_RDWR)  # both pipes' recv return, and each closes its own socket
             except OSError:
                 pass
-            sock.close()

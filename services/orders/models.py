@@ -111,6 +111,14 @@ class Order(Base):
         self.payment_token = payment_token
         return "order.created"
 
+    def abandon(self):
+        """Its reservation failed or took too long: the order will never be accepted, and whatever stock the
+        reservation holds, or makes when it lands late, is owed back. False once it is accepted (it keeps its stock)."""
+        if self.status != RESERVING:
+            return False
+        self.stock_action = StockAction.RELEASE
+        return True
+
     def pay(self, reference):
         self._move(PAID)
         self.payment_status, self.payment_reference = PaymentStatus.AUTHORIZED, reference or self.payment_reference
@@ -339,7 +347,7 @@ def unsettled_ids(session, older_than_seconds, limit=100):
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
     return session.scalars(
         select(Order.id).where((Order.stock_action.is_not(None)) | (Order.payment_action.is_not(None)))
-        .where(Order.updated_at < cutoff).order_by(Order.id).limit(limit)
+        .where(Order.status != RESERVING, Order.updated_at < cutoff).order_by(Order.id).limit(limit)
     ).all()
 
 

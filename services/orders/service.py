@@ -210,8 +210,11 @@ class OrdersService(Operational):
         try:
             self.inventory.reserve_stock(order.id, [{"product_id": line.product_id, "quantity": line.quantity}
                                                     for line in order.lines])
+        except DependencyUnavailable:
+            self._guarded(self._abandon, order.id)  # no answer: the reservation may be made, or still be coming
+            raise
         except DomainError:
-            self._delete_reserving(order.id)  # all or nothing: nothing is held
+            self._delete_reserving(order.id)  # refused, all or nothing: nothing is held
             raise
         try:
             return self._accept(order, payment_token)
@@ -228,7 +231,7 @@ class OrdersService(Operational):
         with self.db.get_session() as session:
             event_type = order.accept(payment_token)
             accepted = session.execute(
-                update(Order).where(Order.id == order.id, Order.status == RESERVING)
+                update(Order).where(Order.id == order.id, Order.status == RESERVING, Order.stock_action.is_(None))
                 .values(status=order.status, payment_token=order.payment_token, updated_at=order.updated_at)
                 .execution_options(synchronize_session=False))
             if accepted.rowcount != 1:
@@ -240,6 +243,13 @@ class OrdersService(Operational):
             return order_dict
 
     def _abandon(self, order_id):
+        """Give the stock of an order that was never accepted back. The order is fenced first (``Order.abandon``),
+        so accepting it cannot win after its stock went back; and the release goes out even when the row is gone,
+        because a reservation that landed late belongs to no order."""
+        with self.db.get_session() as session:
+            order = locked_order(session, order_id)
+            if order is not None and not order.abandon():
+                return  # accepted meanwhile: it keeps its stock
         self.inventory.release_stock(order_id)
         self._delete_reserving(order_id)
 

@@ -64,6 +64,29 @@ class Caller:
             return str(exc)
 
 
+class Recorder:
+    name = "recorder"
+    calls = []
+
+    @rpc
+    def record(self, text):
+        Recorder.calls.append(text)
+        return text
+
+
+class RecorderCaller:
+    name = "recorder_caller"
+
+    recorder_rpc = ServiceRpc("recorder", timeout=0.5)
+
+    @rpc
+    def record(self, text):
+        try:
+            return self.recorder_rpc.record(text)
+        except DependencyUnavailable as exc:
+            return str(exc)
+
+
 class Failing:
     name = "failing"
 
@@ -120,6 +143,22 @@ def test_only_the_first_request_declares_the_reply_queue(caller, monkeypatch):
 
     assert len(first) == 1
     assert [name for name in declared if name.startswith("rpc.reply-caller")] == first
+
+
+def test_a_request_its_caller_gave_up_on_is_never_run(rabbit_config, container_factory):
+    # A command run after its caller's deadline belongs to nobody: a stock reservation for an abandoned order.
+    recorder = container_factory(Recorder)
+    recorder.start()
+    container_factory(RecorderCaller).start()
+    Recorder.calls.clear()
+    with ServiceRpcClient("recorder_caller") as caller:
+        assert caller.record("on time") == "on time"
+        recorder.stop()  # its queue stays: the next request waits there, unanswered
+        assert caller.record("late") == "recorder.record did not answer within 0.5s."
+        eventlet.sleep(0.3)
+        container_factory(Recorder).start()
+        assert caller.record("after") == "after"
+    assert Recorder.calls == ["on time", "after"]
 
 
 def test_a_reply_awaited_before_the_listener_first_consumes_is_not_lost(rabbit_config, container_factory):
