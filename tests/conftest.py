@@ -57,6 +57,16 @@ def db_backend(request):
     return request.param
 
 
+@pytest.fixture
+def broker_link(rabbit_config, rabbit_uri):
+    """The test's vhost on the shared RabbitMQ through a link the test can cut (tests.netcut): ``(link, uri)``."""
+    from tests.netcut import link_to
+
+    link, uri = link_to(rabbit_uri)
+    yield link, uri
+    link.close()
+
+
 def mysql_admin():
     return pymysql.connect(autocommit=True, **MYSQL)
 

@@ -3,10 +3,21 @@ like a network partition: ``cut()`` drops every connection through it and refuse
 through again. The server itself stays up for everyone else."""
 
 import socket
+from urllib.parse import urlsplit, urlunsplit
 
 import eventlet
 
 from scripts.tansu import free_port
+
+DEFAULT_PORTS = {"amqp": 5672, "redis": 6379}
+
+
+def link_to(uri):
+    """A ``Link`` to the server ``uri`` names (amqp://, redis://): -> ``(link, uri)``, the uri now through it."""
+    url = urlsplit(uri)
+    link = Link(url.port or DEFAULT_PORTS[url.scheme], url.hostname)
+    credentials = f"{url.username}:{url.password}@" if url.username else ""
+    return link, urlunsplit(url._replace(netloc=f"{credentials}127.0.0.1:{link.port}"))
 
 
 class Link:

@@ -3,7 +3,6 @@ processes: ready only while its broker, its database and (the Kafka bridge) Kafk
 
 import importlib
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -42,15 +41,6 @@ def ready_again(process, service):
 
 
 @pytest.fixture
-def broker(rabbit_config, rabbit_uri):
-    """The test's vhost on the shared RabbitMQ, reached through a link the test can cut."""
-    url = urlsplit(rabbit_uri)
-    link = Link(url.port or 5672, url.hostname)
-    yield link, urlunsplit(url._replace(netloc=f"{url.username}:{url.password}@127.0.0.1:{link.port}"))
-    link.close()
-
-
-@pytest.fixture
 def mysql_link():
     name = f"pos_t_{uuid.uuid4().hex[:10]}_journal"
     admin = mysql_admin()
@@ -69,8 +59,8 @@ def mysql_link():
     admin.close()
 
 
-def test_a_service_process_is_ready_only_while_its_broker_and_database_answer(tmp_path, broker, mysql_link):
-    amqp, amqp_uri = broker
+def test_a_service_process_is_ready_only_while_its_broker_and_database_answer(tmp_path, broker_link, mysql_link):
+    amqp, amqp_uri = broker_link
     database, db_uri = mysql_link
     process = Process(tmp_path, "journal", "tests.processes.journal", {
         "AMQP_URI": amqp_uri, "DB_URIS": {"journal:Base": db_uri}, "HEALTH_CHECK_TIMEOUT": 1})

@@ -2,15 +2,13 @@
 the process has been ready once, then only reported, so a shared outage never takes every replica out of its
 Service (the API answers it with 503 and ``Retry-After``); ``/health/ready`` keeps saying what is down."""
 
-from urllib.parse import urlsplit, urlunsplit
-
 import pytest
 from nameko import config
 
 from gateway.service import GatewayService
 from scripts.tansu import free_port
 from tests.conftest import BASE_CONFIG
-from tests.netcut import Link
+from tests.netcut import link_to
 from tests.support import wait_until
 
 
@@ -21,11 +19,8 @@ def states(body):
 @pytest.fixture
 def links(rabbit_config, rabbit_uri, redis_uri):
     """The gateway's broker and Redis, each behind a link the test can cut."""
-    amqp_url, redis_url = urlsplit(rabbit_uri), urlsplit(redis_uri)
-    amqp, redis = Link(amqp_url.port or 5672, amqp_url.hostname), Link(redis_url.port or 6379, redis_url.hostname)
-    through = {"AMQP_URI": urlunsplit(amqp_url._replace(
-                   netloc=f"{amqp_url.username}:{amqp_url.password}@127.0.0.1:{amqp.port}")),
-               "REDIS_URI": urlunsplit(redis_url._replace(netloc=f"127.0.0.1:{redis.port}"))}
+    (amqp, amqp_uri), (redis, redis_uri) = link_to(rabbit_uri), link_to(redis_uri)
+    through = {"AMQP_URI": amqp_uri, "REDIS_URI": redis_uri}
     with config.patch({**BASE_CONFIG, **through, "HEALTH_SERVICES": [], "HEALTH_CHECK_TIMEOUT": 1}):
         yield amqp, redis
     amqp.close()

@@ -4,7 +4,6 @@ served alone in plaintext on ``INVENTORY_GRPC_HEALTH_ADDRESS`` for kubelet's gRP
 import os
 import subprocess
 import sys
-from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 import pytest
@@ -13,7 +12,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from inventory_grpc.server import SERVICE_NAME
 from scripts.tansu import free_port
 from tests.inventory_grpc.test_tls import certificate  # noqa: F401  -- a fixture
-from tests.netcut import Link
 from tests.support import wait_until
 from tests.system.conftest import CONFIG, ROOT
 
@@ -28,16 +26,8 @@ def status(channel, service=""):
         return exc.code()
 
 
-@pytest.fixture
-def broker(rabbit_config, rabbit_uri):
-    url = urlsplit(rabbit_uri)
-    link = Link(url.port or 5672, url.hostname)
-    yield link, urlunsplit(url._replace(netloc=f"{url.username}:{url.password}@127.0.0.1:{link.port}"))
-    link.close()
-
-
-def test_the_health_port_says_serving_only_while_the_event_feed_consumes(broker, certificate):  # noqa: F811
-    link, amqp_uri = broker
+def test_the_health_port_says_serving_only_while_the_event_feed_consumes(broker_link, certificate):  # noqa: F811
+    link, amqp_uri = broker_link
     cert, key = certificate
     address, health_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", "AMQP_URI": amqp_uri,
