@@ -223,7 +223,8 @@ class ShardConsumer(ReadsAhead, SettlesSafely, ConsumerCore):
         return max(1, -(-self.prefetch_count // max(1, shard_count())))
 
     def get_consumers(self, consumer_cls, channel):
-        self.shards.clear(), self.shard_of.clear(), self.releasing.clear(), self.held.clear()
+        for state in (self.shards, self.shard_of, self.releasing, self.held):  # a reconnection starts afresh
+            state.clear()
         self.legacy_channel = None
         legacy = [queue for queue in self.queues if not queue.name.startswith(QUEUE_NAME + ".")]
         consumers = []
