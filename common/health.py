@@ -254,13 +254,13 @@ class ServicePing(ServiceRpc):
     not answer is ``DependencyUnavailable``."""
 
     def __init__(self, **options):
-        options.setdefault("expiration", 10)  # a ping nobody consumes expires instead of piling up in the queue
         super().__init__(None, **options)  # the target is named per call
 
     def setup(self):
         super().setup()
         # a little shorter than the check's own timeout, so the answer names the service that did not answer
         self.timeout = float(config.get("HEALTH_CHECK_TIMEOUT") or DEFAULT_TIMEOUT) * 0.9
+        self.publisher.expiration = self.timeout  # a ping nobody consumes expires instead of piling up
 
     def get_dependency(self, worker_ctx):
         cluster = ClusterRpc.get_dependency(self, worker_ctx)
