@@ -16,229 +16,41 @@ caller's account) for what the route declares, and returns a JSON-able payload (
 ``routes(service_cls)`` lists every declared route as a ``RouteSpec``.
 """
 
-import datetime
-import decimal
 import functools
 import inspect
-import json
 import logging
 import re
 import uuid
 from dataclasses import dataclass, field
 
 from eventlet.event import Event
-from marshmallow import EXCLUDE, Schema, ValidationError
+from marshmallow import Schema, ValidationError
 from nameko import config
 from nameko.extensions import register_entrypoint
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer, WsgiApp
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
-from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from common.correlation import CORRELATION_KEY, REQUEST_ID_HEADER, acceptable_request_id
-from common.errors import DomainError, Unauthorized, as_domain_error
+from common.errors import DomainError, Unauthorized
 from gateway.auth import Auth, bearer_token, decode_token
+from gateway.bodies import MAX_BODY_BYTES, load_body, load_query, plain, schema_instance
 from gateway.freshness import CLIENT_ENV, ClientPositions
 from gateway.protocol import MAX_URL_BYTES, ApiProtocol
 from gateway.ratelimit import EXEMPT_TAGS, RateLimiter, client_address, route_class
+from gateway.responses import error_response, http_exception_response, json_response, map_exception
 from gateway.security import EdgePolicy, is_preflight
-from schemas.common import rfc3339
 
 log = logging.getLogger(__name__)
 
-JSON = "application/json"
 REQUEST_ID_ENV = "pos.request_id"
 ROUTE_ENV = "pos.route"
-MAX_BODY_BYTES = 1024 * 1024
-MAX_JSON_DEPTH = 32  # far deeper than any schema; bounds the work (and the recursion) a body can cause
 DEFAULT_SOCKET_TIMEOUT_SECONDS = 30
-RETRY_AFTER_SECONDS = "1"  # a 503: a dependency that is down or slow, worth one quick retry
 AUTH_LEVELS = (None, "user", "admin")
-
-REASONS = {400: "bad_request", 401: "invalid_token", 403: "forbidden", 404: "not_found",
-           405: "method_not_allowed", 406: "not_acceptable", 408: "request_timeout", 409: "conflict",
-           413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error",
-           429: "rate_limited", 500: "internal_error", 503: "service_unavailable"}
-
-
-class BadRequest(DomainError):
-    status = 400
-    code = "bad_request"
-
-
-class UnsupportedMediaType(DomainError):
-    status = 415
-    code = "unsupported_media_type"
-
-
-class PayloadTooLarge(DomainError):
-    status = 413
-    code = "payload_too_large"
-
-
-class RequestTimeout(DomainError):
-    status = 408
-    code = "request_timeout"
-
-
-# --- responses -----------------------------------------------------------------------------------
-
-def json_response(payload, status=200, headers=None):
-    return Response(json.dumps(payload), status=status, headers=headers, content_type=JSON)
-
-
-def error_response(status, code, message, details=None, headers=None):
-    body = {"error": {"code": code, "message": message, "details": details or {}}}
-    return json_response(body, status, headers)
-
-
-def created(payload, location):
-    """201 with a ``Location`` header, the answer to every POST that makes something addressable."""
-    return 201, {"Location": location}, payload
-
-
-def flatten_messages(messages, prefix=""):
-    """Marshmallow's nested messages as ``{"items.0.quantity": [...]}``: field -> list of messages."""
-    if not isinstance(messages, dict):
-        return {prefix or "_schema": messages if isinstance(messages, list) else [str(messages)]}
-    flat = {}
-    for key, value in messages.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict):
-            flat.update(flatten_messages(value, name))
-        else:
-            flat[name] = value if isinstance(value, list) else [str(value)]
-    return flat
-
-
-def map_exception(exc):
-    """``(status, error dict, extra headers)`` for anything a request can raise.
-
-    Domain errors (a service's, or ``common.errors.as_domain_error``'s for an infrastructure failure the gateway
-    met itself, such as the broker down) answer their own status and code.
-    """
-    if isinstance(exc, ValidationError):
-        return 422, {"code": "validation_error", "message": "The request is not valid.",
-                     "details": flatten_messages(exc.messages)}, {}
-    if isinstance(exc, HTTPException) and exc.code and exc.code < 500:
-        return exc.code, {"code": REASONS.get(exc.code, "bad_request"),
-                          "message": exc.description or exc.name, "details": {}}, {}
-    domain_error = as_domain_error(exc)
-    if domain_error is not None:
-        error = domain_error.to_dict()
-        if domain_error.status == 422 and isinstance(error["details"], dict):
-            error["details"] = flatten_messages(error["details"])
-        return domain_error.status, error, domain_error_headers(domain_error)
-    return 500, {"code": "internal_error", "message": "Internal server error.", "details": {}}, {}
-
-
-def domain_error_headers(exc):
-    if isinstance(exc, Unauthorized):
-        return {"WWW-Authenticate": f'Bearer error="{exc.code}"'}
-    return {"Retry-After": RETRY_AFTER_SECONDS} if exc.status == 503 else {}
-
-
-def http_exception_response(exc):
-    """Werkzeug's routing errors (404, 405, ...) in the API's JSON shape instead of HTML."""
-    status = exc.code or 500
-    headers = {}
-    details = {}
-    if isinstance(exc, MethodNotAllowed):
-        allowed = sorted(set(exc.valid_methods or ()))
-        headers["Allow"] = ", ".join(allowed)
-        details["allowed_methods"] = allowed
-    if getattr(exc, "new_url", None):
-        headers["Location"] = exc.new_url
-    message = {404: "No such resource.", 405: "Method not allowed on this resource."}.get(
-        status, exc.description or exc.name)
-    return error_response(status, REASONS.get(status, "http_error"), message, details, headers)
-
-
-# --- request parsing (runs inside the worker) ----------------------------------------------------
-
-def _schema(schema):
-    return schema() if isinstance(schema, type) else schema
-
-
-def read_body(request):
-    try:
-        raw = request.get_data(cache=True)
-    except RequestEntityTooLarge:
-        raw = None
-    except ClientDisconnected:  # werkzeug's name for a read that failed or timed out
-        raise RequestTimeout("The body did not arrive in full, in time.") from None
-    except (ValueError, OSError) as exc:  # eventlet's chunked decoding of a malformed chunk
-        raise BadRequest("The request body could not be read.", {"reason": str(exc)}) from None
-    if raw is None or len(raw) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"The body may not exceed {MAX_BODY_BYTES} bytes.")
-    return raw
-
-
-def read_json_body(request):
-    raw = read_body(request)
-    if not raw.strip():
-        return {}
-    mimetype = request.mimetype or JSON
-    if mimetype != JSON and not mimetype.endswith("+json"):
-        raise UnsupportedMediaType(f"Send JSON ({JSON}), not {mimetype}.")
-    try:
-        data = json.loads(raw)
-    except RecursionError:
-        data = None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise malformed_json(str(exc)) from None
-    if data is None or nesting_depth(data) > MAX_JSON_DEPTH:
-        raise malformed_json(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
-    return data
-
-
-def malformed_json(reason):
-    return BadRequest("The request body is not valid JSON.", {"reason": reason}, code="malformed_json")
-
-
-def nesting_depth(value):
-    """How deep arrays and objects nest in a parsed JSON document (without recursion)."""
-    deepest, pending = 0, [(value, 1)]
-    while pending:
-        value, depth = pending.pop()
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
-        if children is None:
-            continue
-        deepest = max(deepest, depth)
-        if depth <= MAX_JSON_DEPTH:
-            pending.extend((child, depth + 1) for child in children)
-    return deepest
-
-
-def load_body(schema, request):
-    data = read_json_body(request)
-    if not isinstance(data, dict):
-        raise ValidationError({"_schema": ["The request body must be a JSON object."]})
-    return schema.load(data)
-
-
-def load_query(schema, request):
-    return schema.load(request.args.to_dict(), unknown=EXCLUDE)
-
-
-def plain(value):
-    """Loaded data as JSON types for RPC: money as its decimal string, datetimes as RFC 3339."""
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(item) for item in value]
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, datetime.datetime):
-        return rfc3339(value)
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    return value
-
-
 # --- route declarations --------------------------------------------------------------------------
 
 _PATH_PARAM = re.compile(r"<(?:(?P<converter>[a-zA-Z_]+)(?:\([^>]*\))?:)?(?P<name>\w+)>")
@@ -456,9 +268,9 @@ class Api(HttpRequestHandler):
             kwargs["user"] = self.authenticator(service).authenticate(request, self.spec.auth)
             trace.get_current_span().set_attribute("enduser.role", str(kwargs["user"].get("role")))
         if self.spec.body is not None:
-            kwargs["body"] = plain(load_body(_schema(self.spec.body), request))
+            kwargs["body"] = plain(load_body(schema_instance(self.spec.body), request))
         if self.spec.query is not None:
-            kwargs["query"] = plain(load_query(_schema(self.spec.query), request))
+            kwargs["query"] = plain(load_query(schema_instance(self.spec.query), request))
         return kwargs
 
     def authenticator(self, service):

@@ -6,7 +6,8 @@ a write misses it and asks products.
 """
 
 from common.cache import MISSING
-from gateway.http import api, created
+from gateway.http import api
+from gateway.responses import created
 from schemas.common import PaginationSchema, page_of, paginated
 from schemas.products import (
     CategoryCreateSchema,

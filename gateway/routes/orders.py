@@ -1,7 +1,8 @@
 """Orders: customers place, read and cancel their own; admins see all and ship them. (Invoices: invoices.py.)"""
 
 from common.errors import Forbidden, ValidationFailed
-from gateway.http import api, created
+from gateway.http import api
+from gateway.responses import created
 from schemas.orders import (
     IDEMPOTENCY_KEY_MAX,
     OrderCancelSchema,

@@ -1,6 +1,7 @@
 """Webhooks (admin): external URLs subscribed to domain events, and what was delivered to them (API.md)."""
 
-from gateway.http import api, created
+from gateway.http import api
+from gateway.responses import created
 from schemas.webhooks import (
     DeliveryPageSchema,
     DeliveryQuerySchema,

@@ -12,7 +12,7 @@ from nameko.standalone.rpc import ServiceRpcClient
 from werkzeug.datastructures import Headers
 
 from common.errors import ValidationFailed
-from gateway.http import MAX_BODY_BYTES, MAX_JSON_DEPTH
+from gateway.bodies import MAX_BODY_BYTES, MAX_JSON_DEPTH
 from gateway.service import GatewayService
 from services.accounts.service import AccountsService
 from tests.gateway.helpers import assert_error

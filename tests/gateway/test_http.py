@@ -18,7 +18,8 @@ from common.db import Database
 from common.errors import Conflict, DependencyUnavailable, NotFound, ValidationFailed
 from common.metrics import Metrics
 from common.rpc import ServiceRpc, rpc
-from gateway.http import api, created, flatten_messages, map_exception, routes
+from gateway.http import api, routes
+from gateway.responses import created, flatten_messages, map_exception
 from tests.gateway.helpers import assert_error
 from tests.support import wait_until
 

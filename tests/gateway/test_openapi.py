@@ -9,8 +9,9 @@ from marshmallow import Schema, fields
 from nameko import config
 from openapi_spec_validator import validate
 
-from gateway.http import api, created, routes
+from gateway.http import api, routes
 from gateway.openapi import build_document
+from gateway.responses import created
 from gateway.service import GatewayService
 from schemas.common import Money
 from tests.conftest import BASE_CONFIG
