@@ -124,6 +124,9 @@ def main(argv=None):
     fleet = Fleet(VAR / "log", env, restart=RestartPolicy())
     serve_supervisor_metrics(fleet)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Ctrl-C stops everything even when started from something that ignores SIGINT (a non-interactive shell's
+    # background job): Python then installs no KeyboardInterrupt handler of its own.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         kafka = ensure_kafka(env)
         if kafka is not None:
