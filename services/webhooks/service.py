@@ -75,11 +75,8 @@ class WebhooksService(Operational):
     correlation = CorrelationId()
     metrics = Metrics()
 
-    @every_domain_event(SOURCES)
+    @every_domain_event(SOURCES, wanted="subscriptions")  # what no webhook wants is acked before a worker starts
     def record_deliveries(self, envelope):
-        event_type = envelope.get("event_type") if isinstance(envelope, dict) else None
-        if isinstance(event_type, str) and not self.subscriptions.wants(event_type):
-            return  # nobody wants it: no delivery, so no processed-event record either (a repeat is as harmless)
         body = deliverable_body(envelope)
         if body is None:
             return

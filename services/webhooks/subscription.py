@@ -27,8 +27,12 @@ SIGNAL_TYPE = "changed"
 
 
 class EveryDomainEvent(DomainEventHandler):
-    def __init__(self, source_services, **kwargs):
+    """``wanted``: the name of the service's ``Subscriptions``; an event it does not want is acked here, without a
+    worker (no dependencies set up, no transaction, no processed-event record: a repeat is just as harmless)."""
+
+    def __init__(self, source_services, wanted=None, **kwargs):
         self.source_services = tuple(source_services)
+        self.wanted_name = wanted
         kwargs.setdefault("prefetch_count", 1)
         super().__init__("*", "#", **kwargs)
 
@@ -37,7 +41,22 @@ class EveryDomainEvent(DomainEventHandler):
         # one active consumer among the replicas: a second one would record the same aggregate's events in parallel
         self.queue = Queue(f"evt-all--{self.container.service_name}.{self.method_name}", bindings=bindings,
                            durable=True, queue_arguments={"x-single-active-consumer": True})
+        self.wanted = next((dependency for dependency in self.container.dependencies
+                            if dependency.attr_name == self.wanted_name), None) if self.wanted_name else None
         Consumer.setup(self)  # not EventHandler's: that one binds a single exchange and event type
+
+    def handle_message(self, body, message):
+        event_type = body.get("event_type") if isinstance(body, dict) else None
+        if self.wanted is not None and isinstance(event_type, str):
+            try:
+                wanted = self.wanted.wants(event_type)
+            except Exception:  # the database blinked: the worker reads the webhooks itself (and requeues)
+                log.warning("webhooks: subscriptions not read; the event goes to the handler", exc_info=True)
+                wanted = True
+            if not wanted:
+                self.consumer.ack_message(message)
+                return
+        super().handle_message(body, message)
 
 
 every_domain_event = EveryDomainEvent.decorator
