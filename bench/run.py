@@ -83,7 +83,14 @@ def bench_env(settings, vhost, databases, broker, redis_uri):
     return {**os.environ, **databases.env(), "PYTHONWARNINGS": "ignore", "POS_CONFIG": str(settings.config),
             "AMQP_URI": vhost.amqp_uri, "REDIS_URI": redis_uri, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
             "PAYMENT_PROVIDER_ADDRESS": f"127.0.0.1:{infra.free_port()}", "GATEWAY_ADDRESS": address,
-            "PUBLIC_BASE_URL": f"http://{address}"}
+            "PUBLIC_BASE_URL": f"http://{address}", "PYTHONPATH": pythonpath()}
+
+
+def pythonpath():
+    """This checkout first: every process the bench starts imports the code being measured, not another checkout
+    that the venv happens to have installed (a worktree's bench on main's venv measured main's code)."""
+    rest = [part for part in os.environ.get("PYTHONPATH", "").split(os.pathsep) if part and part != str(ROOT)]
+    return os.pathsep.join([str(ROOT), *rest])
 
 
 def trace_to_sink(settings, env, results):

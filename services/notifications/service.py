@@ -200,16 +200,22 @@ class NotificationsService(Operational):
 
     def _issue_invoice(self, order):
         """The order's invoice, rendered and stored the first time it is needed."""
+        return self._issue_invoice_pdf(order)[0]
+
+    def _issue_invoice_pdf(self, order):
+        """``(invoice, its PDF if it was rendered now else None)``: the confirmation attaches the PDF it just
+        stored instead of reading it back from the store."""
         with self.db.get_session() as session:
             invoice = invoice_for_order(session, order, setting("INVOICE_NUMBER_PREFIX", "INV-"))
         if invoice.storage_key:
-            return invoice
+            return invoice, None
         key = f"invoices/{invoice.number}.pdf"
-        self.invoices.put(key, render_invoice_pdf(order, invoice.number, invoice.created_at, shop_details()))
+        pdf = render_invoice_pdf(order, invoice.number, invoice.created_at, shop_details())
+        self.invoices.put(key, pdf)
         with self.db.get_session() as session:
             session.get(Invoice, invoice.id).storage_key = key
         invoice.storage_key = key
-        return invoice
+        return invoice, pdf
 
     def _anonymous_order(self, order_id):
         """The order as an erased customer's invoice shows it: lines and totals, no name or address."""
@@ -250,9 +256,10 @@ class NotificationsService(Operational):
         return lambda: self.mailer.send(notification.recipient, subject, text, html, attachments, message_key)
 
     def _invoice_for_email(self, order):
-        invoice = self._issue_invoice(order)
+        invoice, pdf = self._issue_invoice_pdf(order)
         url, expires_at = self.invoices.url(invoice.storage_key, setting("INVOICE_EMAIL_LINK_TTL_SECONDS", 604800))
-        pdf = self.invoices.get(invoice.storage_key)
+        if pdf is None:  # issued before (a retried send, or a re-issue after an erasure): the stored one
+            pdf = self.invoices.get(invoice.storage_key)
         link = {"number": invoice.number, "url": url, "expires_at": rfc3339(expires_at)}
         return link, [(f"invoice-{invoice.number}.pdf", pdf, "application/pdf")]
 

@@ -32,6 +32,7 @@ from services.webhooks.models import (
     Webhook,
     due_heads,
     end_lease,
+    next_retry_at,
     take_lease,
     webhooks_with_work,
 )
@@ -42,7 +43,8 @@ USER_AGENT = "pos-webhooks/1"
 DNS_TIMEOUT_SECONDS = 5
 BATCH = 20  # deliveries a courier sends between renewals of its lease
 DEFAULTS = {
-    "WEBHOOK_TIMEOUT_SECONDS": 10, "WEBHOOK_POLL_SECONDS": 1, "WEBHOOK_RETRY_INITIAL_SECONDS": 10,
+    "WEBHOOK_TIMEOUT_SECONDS": 10, "WEBHOOK_POLL_SECONDS": 1, "WEBHOOK_IDLE_POLL_MAX_SECONDS": 10,
+    "WEBHOOK_RETRY_INITIAL_SECONDS": 10,
     "WEBHOOK_RETRY_MAX_SECONDS": 3600, "WEBHOOK_GIVE_UP_SECONDS": 86400, "WEBHOOK_MAX_RESPONSE_BYTES": 65536,
 }
 
@@ -214,19 +216,40 @@ class Couriers(DependencyProvider):
             self.wakeup.send(True)
 
     def supervise(self):
+        """Look for webhooks with due deliveries whenever kicked (a delivery was recorded here), else poll: every
+        ``WEBHOOK_POLL_SECONDS`` while there is work, doubling up to ``WEBHOOK_IDLE_POLL_MAX_SECONDS`` while
+        there is none. Polling finds what a kick cannot: retries coming due, and deliveries that another replica
+        recorded, or left behind when it crashed (its lease runs out)."""
+        delay = setting("WEBHOOK_POLL_SECONDS")
         while self.running:
+            now = utcnow()
             try:
                 with self.database.Session(close_on_exit=True) as session:
-                    ids = webhooks_with_work(session, utcnow())
+                    ids = webhooks_with_work(session, now)
+                    retry_at = None if ids or self.busy else next_retry_at(session)
                 for webhook_id in ids - set(self.busy):
                     self.busy[webhook_id] = self.container.spawn_managed_thread(
                         lambda webhook_id=webhook_id: self.run_courier(webhook_id),
                         identifier=f"webhooks.courier.{webhook_id}")
             except Exception:
+                ids = retry_at = None
                 log.warning("webhook supervisor failed; retrying", exc_info=True)
-            with eventlet.Timeout(setting("WEBHOOK_POLL_SECONDS"), False):
+            delay = self.next_delay(delay, ids is None or ids or self.busy, retry_at, now)
+            with eventlet.Timeout(delay, False):
                 self.wakeup.wait()
             self.wakeup = Event()
+
+    @staticmethod
+    def next_delay(last, busy, retry_at, now):
+        """Seconds until the next poll: the short one while there is work, else doubling up to the idle bound, but
+        not past the earliest retry."""
+        poll = setting("WEBHOOK_POLL_SECONDS")
+        if busy:
+            return poll
+        delay = min(last * 2, max(setting("WEBHOOK_IDLE_POLL_MAX_SECONDS"), poll))
+        if retry_at is not None:
+            delay = min(delay, max(poll, (retry_at - now).total_seconds()))
+        return delay
 
     def run_courier(self, webhook_id):
         try:

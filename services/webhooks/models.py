@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     or_,
     select,
     update,
@@ -170,6 +171,13 @@ def webhooks_with_work(session, now):
         .where(Delivery.status == PENDING, Webhook.active.is_(True), Webhook.deleted_at.is_(None),
                (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now), ~blocked)
         .distinct()).all())
+
+
+def next_retry_at(session):
+    """When the earliest pending delivery of an active webhook that waits for a retry comes due (None: none)."""
+    return session.scalar(select(func.min(Delivery.next_attempt_at)).join(Webhook, Webhook.id == Delivery.webhook_id)
+                          .where(Delivery.status == PENDING, Delivery.next_attempt_at.is_not(None),
+                                 Webhook.active.is_(True), Webhook.deleted_at.is_(None)))
 
 
 def take_lease(session, webhook_id, courier, now, seconds):

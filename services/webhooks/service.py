@@ -1,7 +1,8 @@
 """Webhooks: external systems subscribe a URL to domain events and get each one POSTed, signed (API.md "Webhooks").
 
-Events in: every event of every service that publishes domain events (``subscription.every_domain_event``); for
-each live, active webhook that wants its type, a delivery row holding the body (the Kafka value,
+Events in: every event of every service that publishes domain events (``subscription.every_domain_event``); one
+that no webhook wants (``subscription.Subscriptions``, in memory) is acked at once; else for each live, active
+webhook that wants its type, a delivery row holding the body (the Kafka value,
 ``common.events.encode_envelope``) is written in the handler's one transaction, then ``Couriers`` send it
 (courier.py: one greenlet per webhook, in order per aggregate, retried with growing jittered delays).
 Event out: ``webhook.deactivated`` (``schemas.webhooks.WebhookDeactivatedSchema``) when a webhook has failed for
@@ -14,6 +15,7 @@ RPC: ``create_webhook(data)`` (the answer alone has the secret), ``list_webhooks
 import logging
 import secrets
 
+from nameko.events import BROADCAST, event_handler
 from sqlalchemy import func, select
 
 from common.correlation import CorrelationId
@@ -48,7 +50,13 @@ from services.webhooks.models import (
     Webhook,
     live_webhooks,
 )
-from services.webhooks.subscription import every_domain_event
+from services.webhooks.subscription import (
+    SIGNAL_SOURCE,
+    SIGNAL_TYPE,
+    Subscriptions,
+    SubscriptionSignal,
+    every_domain_event,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +70,12 @@ class WebhooksService(Operational):
     db = Database(Base, handled_events=ProcessedEvent, session_options={"expire_on_commit": False})
     outbox = Outbox(OutboxMessage)
     couriers = Couriers()
+    subscription_signal = SubscriptionSignal()
+    subscriptions = Subscriptions()
     correlation = CorrelationId()
     metrics = Metrics()
 
-    @every_domain_event(SOURCES)
+    @every_domain_event(SOURCES, wanted="subscriptions")  # what no webhook wants is acked before a worker starts
     def record_deliveries(self, envelope):
         body = deliverable_body(envelope)
         if body is None:
@@ -78,13 +88,22 @@ class WebhooksService(Operational):
         if hooks:
             self.couriers.kick()
 
+    @event_handler(SIGNAL_SOURCE, SIGNAL_TYPE, handler_type=BROADCAST, reliable_delivery=False)
+    def subscriptions_changed(self, _payload):
+        """Another replica changed a webhook: the next event reads the subscriptions again."""
+        self.subscriptions.forget()
+
     @config_timer("WEBHOOK_SWEEP_SECONDS", default=60)
     def retire_failing_webhooks(self):
         now, limit = utcnow(), setting("WEBHOOK_GIVE_UP_SECONDS")
+        retired = False
         with self.db.get_session() as session:
             for hook in live_webhooks(session):
                 if hook.active and hook.failing_since and hook.failing_for(now) >= limit:
                     self._retire(session, hook, now)
+                    retired = True
+        if retired:
+            self.subscriptions.changed()
 
     @rpc
     def create_webhook(self, data):
@@ -96,7 +115,9 @@ class WebhooksService(Operational):
             hook.events = data["events"]
             session.add(hook)
             session.flush()
-            return WebhookCreatedSchema().dump(hook)
+            answer = WebhookCreatedSchema().dump(hook)
+        self.subscriptions.changed()
+        return answer
 
     @rpc
     def list_webhooks(self):
@@ -124,7 +145,9 @@ class WebhooksService(Operational):
             elif data.get("active") is False and hook.active:
                 hook.deactivate(now)
             hook.updated_at = now
-            return WebhookSchema().dump(hook)
+            answer = WebhookSchema().dump(hook)
+        self.subscriptions.changed()
+        return answer
 
     @rpc
     def delete_webhook(self, webhook_id):
@@ -132,6 +155,7 @@ class WebhooksService(Operational):
             hook = self._webhook(session, webhook_id)
             hook.deleted_at = hook.updated_at = utcnow()
             hook.active = False
+        self.subscriptions.changed()
 
     @rpc
     def list_deliveries(self, webhook_id, query=None):

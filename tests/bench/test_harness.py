@@ -263,3 +263,20 @@ def test_the_trace_sink_takes_what_a_real_otlp_exporter_sends():
     finally:
         sink.stop()
     assert sink.exports == 1 and sink.bytes > 20
+
+
+def test_the_processes_the_bench_starts_import_the_checkout_it_runs_from(tmp_path, monkeypatch):
+    """With the venv of another checkout (its editable install first on sys.path), a bench run from a worktree
+    must still start that worktree's code."""
+    from types import SimpleNamespace
+
+    from bench.run import bench_env
+    from scripts.processes import ROOT
+
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    env = bench_env(Settings(), SimpleNamespace(amqp_uri="pyamqp://guest:guest@127.0.0.1:5672/"),
+                    SimpleNamespace(env=dict), SimpleNamespace(bootstrap="127.0.0.1:9092"), "redis://127.0.0.1/1")
+    where = subprocess.run([sys.executable, "-c", "import services, bench; print(services.__file__, bench.__file__)"],
+                           env=env, cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
+    assert all(path.startswith(str(ROOT) + os.sep) for path in where)
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(ROOT), str(tmp_path)]  # what was set before stays, after

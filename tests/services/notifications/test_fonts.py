@@ -54,3 +54,14 @@ def test_a_character_outside_the_cut_takes_the_full_font_and_cjk_the_fallback_to
     assert invoice_fonts(an_order_naming("Ann", "Zürich mug ☕"), SHOP) == FULL
     with_cjk = invoice_fonts(an_order_naming("李小龙", "Tea"), SHOP)
     assert with_cjk == {**FULL, ("DroidFallback", ""): font_path("DroidFallback", "")}
+
+
+def test_the_cut_leaves_out_the_tables_fpdf2_drops_from_every_pdf():
+    """Subsetting DejaVu's layout tables was most of the cut's time, for tables no invoice embeds."""
+    from fontTools.ttLib import TTFont
+
+    from services.notifications.fonts import FPDF_DROPS
+
+    for path in common_cut(*FULL.values()).paths.values():
+        assert not set(TTFont(path, lazy=True).keys()) & set(FPDF_DROPS)
+    assert {"GSUB", "GPOS"} <= set(TTFont(FULL[DEJAVU[0]], lazy=True).keys())  # the full font has them
