@@ -89,7 +89,7 @@ class Subscriptions(DependencyProvider):
     def wants(self, event_type):
         now = time.monotonic()
         if self.loaded_at is None or self.loaded_at <= self.changed_at \
-                or now - self.loaded_at >= float(config.get("WEBHOOK_SUBSCRIPTIONS_REFRESH_SECONDS") or 30):
+                or now - self.loaded_at >= float(config.get("WEBHOOK_SUBSCRIPTIONS_REFRESH_SECONDS") or 5):
             with self.database.Session(close_on_exit=True) as session:
                 wanted = set()
                 for hook in live_webhooks(session):
