@@ -301,8 +301,8 @@ def whole_system_section(results):
         by_process = ", ".join(f"{name} {ms:.1f}" for name, ms in orders["cpu_ms_per_order_by_process"].items())
         rows.append(["per order (settled)", f"{orders['cpu_ms_per_order']:.1f} ({by_process})"])
         rows.append(["hops per order (per order / hop floor)", orders["hops_per_order"] or "-"])
-        rows.append(["SQL statements / AMQP messages published per order",
-                     f"{orders['sql_per_order']} / {orders['amqp_per_order']}"])
+        rows.append(["SQL statements / AMQP messages published / RPC calls served per order",
+                     f"{orders['sql_per_order']} / {orders['amqp_per_order']} / {orders['rpc_per_order']}"])
     idle, by_process = idle_cpu_ms_per_s(results)
     if idle is not None:
         rows.append(["at rest, per second", f"{idle:.1f} ({', '.join(f'{k} {v:.1f}' for k, v in by_process.items())})"])

@@ -44,7 +44,7 @@ def per_order(results, hop):
                                                   sorted(by_process.items(), key=lambda item: -item[1])}
         hop_cpu = hop.cpu_ms_per_request() if hop else None
         figures["hops_per_order"] = rounded(total / hop_cpu, 1) if hop_cpu else None
-        for key in ("sql", "amqp"):
+        for key in ("sql", "amqp", "rpc"):
             if cost.get(key) is not None:
                 figures[f"{key}_per_order"] = rounded(cost[key] / orders.created, 1)
     return figures

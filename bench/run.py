@@ -120,6 +120,8 @@ def run_system_scenarios(settings, env, wrk, databases, broker, results, servers
         return {name: pids[name] for name in names if name in pids} if settings.profile else None
 
     everything = {**servers, **pids}
+    metrics_ports = [settings.metrics_port + index for index, (name, _) in enumerate(NAMEKO_PROCESSES)
+                     if name in results.started_processes]
     try:
         if settings.idle_seconds > 0:
             say(f"at rest: {settings.idle_seconds:g} s with no traffic")
@@ -140,7 +142,7 @@ def run_system_scenarios(settings, env, wrk, databases, broker, results, servers
         if settings.wants("orders"):
             sampler.switch("orders")
             say("POST /orders to PAID")
-            window, counters = CpuWindow(everything).start(), Counters(vhost_name).start()
+            window, counters = CpuWindow(everything).start(), Counters(vhost_name, metrics_ports).start()
             results.orders = scenarios.place_orders(settings, base_url, list(range(1, ORDER_PRODUCTS + 1)), wrk,
                                                     env["AMQP_URI"], profile(*ORDER_PROCESSES), log=say)
             wait_until_quiet()  # the emails, invoices and relays that follow the last order

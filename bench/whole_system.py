@@ -6,11 +6,13 @@ The servers are shared with anything else on the machine, so their figures are o
 ``Questions`` status and RabbitMQ's per-vhost message statistics (management API).
 """
 
+import time
 from urllib.parse import quote
 
 import psutil
 import pymysql
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.infra import MANAGEMENT, MYSQL
 
@@ -68,14 +70,16 @@ class CpuWindow:
 
 
 class Counters:
-    """SQL statements (MariaDB ``Questions``) and AMQP messages published in one vhost, between two reads."""
+    """SQL statements (MariaDB ``Questions``), AMQP messages published in one vhost and RPC calls served (the
+    processes' own ``pos_entrypoint_calls_total``, health pings left out), between two reads."""
 
-    def __init__(self, vhost):
+    def __init__(self, vhost, metrics_ports=()):
         self.vhost_url = f"{MANAGEMENT}/api/vhosts/{quote(vhost, safe='')}"
+        self.metrics_ports = tuple(metrics_ports)
         self.first = {}
 
     def read(self):
-        return {"sql": self._questions(), "amqp": self._published()}
+        return {"sql": self._questions(), "amqp": self._published(), "rpc": self._rpc_calls()}
 
     def start(self):
         self.first = self.read()
@@ -105,3 +109,29 @@ class Counters:
         except (requests.RequestException, ValueError):
             return None
         return stats.get("publish", 0)
+
+    def _rpc_calls(self):
+        if not self.metrics_ports:
+            return None
+        calls = 0
+        for port in self.metrics_ports:
+            text = metrics_text(port)
+            if text is None:
+                return None
+            calls += sum(sample.value for family in text_string_to_metric_families(text)
+                         for sample in family.samples
+                         if sample.name == "pos_entrypoint_calls_total" and sample.labels.get("kind") == "rpc"
+                         and sample.labels.get("entrypoint") != "ping")
+        return calls
+
+
+def metrics_text(port, attempts=15):
+    """A process's Prometheus text; a process still starting (notifications cuts its fonts first) gets a while."""
+    for attempt in range(attempts):
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        except requests.RequestException as exc:
+            if attempt == attempts - 1:
+                print(f"bench: no RPC count: metrics port {port} did not answer ({exc})", flush=True)
+            time.sleep(1)
+    return None

@@ -163,7 +163,7 @@ def measured_run():
     results.orders = OrdersResult(LoadResult("POST /orders", 30, 1.0, p99=900),
                                   LoadResult("POST /orders, light load (-c4)", 10, 1.0, p99=70), 40, 40,
                                   {"p50": 100.0, "p99": 300.0})
-    results.orders_cost = {"cpu_seconds": {"orders": 0.8, "mariadb": 0.2}, "sql": 1200, "amqp": 600}
+    results.orders_cost = {"cpu_seconds": {"orders": 0.8, "mariadb": 0.2}, "sql": 1200, "amqp": 600, "rpc": 200}
     results.idle = {"seconds": 20, "cpu_seconds": {"payments": 0.1, "rabbitmq": 0.3}}
     return results
 
@@ -191,7 +191,7 @@ def test_benchmarks_json_has_the_issues_layout_with_null_for_what_was_not_measur
     orders = data["orders"]
     assert (orders["cpu_ms_per_order"], orders["hops_per_order"]) == (25.0, 12.5)
     assert orders["cpu_ms_per_order_by_process"] == {"orders": 20.0, "mariadb": 5.0}
-    assert (orders["sql_per_order"], orders["amqp_per_order"], orders["rpc_per_order"]) == (30.0, 15.0, None)
+    assert (orders["sql_per_order"], orders["amqp_per_order"], orders["rpc_per_order"]) == (30.0, 15.0, 5.0)
     assert (orders["time_to_paid_p99_ms"], orders["light_p99_ms"], orders["orders_per_s"]) == (300.0, 70.0, 30.0)
     assert data["search"]["100000"]["text"] == {"req_per_s": 300.0, "p99_ms": 95.0, "light_p99_ms": 45.0,
                                                 "errors": 0}
