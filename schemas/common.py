@@ -101,9 +101,10 @@ class PaginationSchema(QuerySchema):
     page_size = fields.Integer(load_default=DEFAULT_PAGE_SIZE, validate=Range(min=1, max=MAX_PAGE_SIZE))
 
 
-def page_of(items, page, page_size, total):
-    """The paginated list shape of API.md."""
-    return {"items": items, "page": page, "page_size": page_size, "total": total}
+def page_of(items, page, page_size, total, total_exact=True):
+    """The paginated list shape of API.md; ``total_exact`` is false only where a total is capped (product search,
+    services/products/window.py)."""
+    return {"items": items, "page": page, "page_size": page_size, "total": total, "total_exact": total_exact}
 
 
 def paginated(item_schema, name=None):
@@ -114,4 +115,6 @@ def paginated(item_schema, name=None):
         "page": fields.Integer(required=True),
         "page_size": fields.Integer(required=True),
         "total": fields.Integer(required=True),
+        "total_exact": fields.Boolean(required=True, metadata={
+            "description": "false when there are more matches than `total` says (a search caps it)"}),
     }, name=schema_name)

@@ -38,6 +38,7 @@ from common.outbox import Outbox
 from common.rpc import ServiceRpc, rpc
 from common.timers import config_timer, wait_for
 from common.validation import load, load_id
+from schemas.common import page_of
 from schemas.orders import IDEMPOTENCY_KEY_MAX, OrderCreateSchema, OrderQuerySchema, OrderStatus
 from schemas.payments import PROVIDER_UNAVAILABLE
 from services.orders.models import (
@@ -107,8 +108,7 @@ class OrdersService(Operational):
         with self.db.get_session() as session:
             orders, total = page_of_orders(session, query.get("customer_id"), query.get("status"),
                                            query["page"], query["page_size"])
-            return {"items": [self._dict(order) for order in orders], "page": query["page"],
-                    "page_size": query["page_size"], "total": total}
+            return page_of([self._dict(order) for order in orders], query["page"], query["page_size"], total)
 
     @rpc(read_only=True)
     def order_summary(self, recent=5):

@@ -28,6 +28,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from common.events import ProcessedEventMixin, utcnow
 from common.outbox import OutboxMessageMixin
+from services.products.window import DEFAULT_WINDOW
 
 # Ids are BIGINT on MySQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
 Id = BigInteger().with_variant(Integer, "sqlite")
@@ -190,15 +191,16 @@ def search_conditions(filters, dialect):
     return conditions
 
 
-def search_products(session, filters):
-    """``filters`` come from ``ProductSearchSchema``. Returns (total, the page's product rows in sort order).
+def search_products(session, filters, window=DEFAULT_WINDOW):
+    """``filters`` come from ``ProductSearchSchema``. Returns (total, the page's product rows in sort order); a total
+    above ``window`` is only known to be above it (services/products/window.py).
 
     Rows, not ORM objects: a page is only read and dumped, and the ORM's identity map and per-object state were a
     third of a search's CPU.
     """
     conditions = search_conditions(filters, session.get_bind().dialect.name)
     search = text_search if filters.get("q") else filter_search
-    return search(session, conditions, sort_order(filters["sort"]), filters["page"], filters["page_size"])
+    return search(session, conditions, sort_order(filters["sort"]), filters["page"], filters["page_size"], window)
 
 
 def sort_order(sort):
@@ -207,13 +209,15 @@ def sort_order(sort):
     return (column.desc(), Product.id.desc()) if sort.startswith("-") else (column.asc(), Product.id.asc())
 
 
-def count_matches(session, conditions):
-    return session.scalar(select(func.count(Product.id)).where(*conditions))
+def count_matches(session, conditions, window):
+    """The number of matches, or ``window + 1`` when there are more: the count stops there."""
+    matches = select(Product.id).where(*conditions).limit(window + 1).subquery()
+    return session.scalar(select(func.count()).select_from(matches))
 
 
-def filter_search(session, conditions, order, page, page_size):
+def filter_search(session, conditions, order, page, page_size, window):
     """One count and one page query: the count reads an index alone and the page stops after a page of it."""
-    total = count_matches(session, conditions)
+    total = count_matches(session, conditions, window)
     if total <= (page - 1) * page_size:
         return total, []
     page_query = (select(*PRODUCT_COLUMNS).where(*conditions).order_by(*order)
@@ -221,17 +225,26 @@ def filter_search(session, conditions, order, page, page_size):
     return total, session.execute(page_query).all()
 
 
-def text_search(session, conditions, order, page, page_size):
+def text_search(session, conditions, order, page, page_size, window):
     """The text index's matches are visited once, for the total and the page's ids together, then the page's rows
     are read by id: a count and a page query would each repeat the index lookup and a row read per match, which is
     most of a search's time when a word matches thousands of products."""
     rows = session.execute(select(Product.id, func.count().over()).where(*conditions).order_by(*order)
                            .limit(page_size).offset((page - 1) * page_size)).all()
     if not rows:  # nothing matched, or past the last page: the total needs a count of its own
-        return (count_matches(session, conditions) if page > 1 else 0), []
+        return (count_matches(session, conditions, window) if page > 1 else 0), []
     ids = [product_id for product_id, _ in rows]
     products = {row.id: row for row in session.execute(select(*PRODUCT_COLUMNS).where(Product.id.in_(ids)))}
     return rows[0][1], [products[product_id] for product_id in ids]
+
+
+def products_by_id(session, ids):
+    """The live products' rows of ``ids``, in that order (an id deleted since the text index answered is left out)."""
+    if not ids:
+        return []
+    rows = {row.id: row for row in session.execute(select(*PRODUCT_COLUMNS).where(
+        Product.id.in_(ids), Product.deleted_at.is_(None)))}
+    return [rows[product_id] for product_id in ids if product_id in rows]
 
 
 def is_taken(session, attribute, value, owner=None):

@@ -6,6 +6,7 @@ A deleted product is soft-deleted: gone from every read, its row (and its sku, r
 
 from contextlib import contextmanager
 
+from nameko.events import BROADCAST, event_handler
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -19,7 +20,7 @@ from common.metrics import Metrics
 from common.outbox import Outbox
 from common.rpc import rpc
 from common.validation import load, load_id, load_ids
-from schemas.common import page_of, rfc3339
+from schemas.common import rfc3339
 from schemas.products import (
     CategoryCreateSchema,
     CategorySchema,
@@ -30,8 +31,9 @@ from schemas.products import (
     StockLevelSchema,
     product_document,
 )
-from services.products import models
+from services.products import models, window
 from services.products.models import Base, Category, OutboxMessage, ProcessedEvent, Product
+from services.products.text_index import TextIndex
 
 MAX_BATCH = 1000
 dump_category = CategorySchema().dump
@@ -45,6 +47,7 @@ class ProductsService(Operational):
     cache = Cache()
     correlation = CorrelationId()
     metrics = Metrics()
+    text_index = TextIndex()
 
     @rpc(read_only=True)
     def list_categories(self):
@@ -86,9 +89,35 @@ class ProductsService(Operational):
     @rpc(read_only=True)
     def search_products(self, params=None):
         filters = load(ProductSearchSchema(), params)
+        limit = window.size()
+        window.check(filters, limit)
+        found = self.text_index.search(filters, limit) if filters.get("q") else None
         with self.db.get_session() as session:
-            total, products = models.search_products(session, filters)
-            return page_of([product_document(row) for row in products], filters["page"], filters["page_size"], total)
+            if found is None:
+                total, products = models.search_products(session, filters, limit)
+            else:
+                total, products = found[0], models.products_by_id(session, found[1])
+            return window.page([product_document(row) for row in products], filters, total, limit)
+
+    @rpc
+    def rebuild_search_index(self):
+        """Re-read the catalogue into this replica's text index; how many products it holds."""
+        return self.text_index.rebuild()
+
+    # Every replica sees every change (a broadcast queue each, not the service's shared one): each has an index.
+    @event_handler("products", "product.created", handler_type=BROADCAST, reliable_delivery=False)
+    @event_handler("products", "product.updated", handler_type=BROADCAST, reliable_delivery=False)
+    @event_handler("products", "product.deleted", handler_type=BROADCAST, reliable_delivery=False)
+    def index_product_change(self, envelope):
+        self.text_index.changed((envelope.get("data") or {}).get("id"))
+
+    @event_handler("inventory", "stock.updated", handler_type=BROADCAST, reliable_delivery=False)
+    @event_handler("inventory", "stock.reserved", handler_type=BROADCAST, reliable_delivery=False)
+    @event_handler("inventory", "stock.released", handler_type=BROADCAST, reliable_delivery=False)
+    @event_handler("inventory", "stock.committed", handler_type=BROADCAST, reliable_delivery=False)
+    def index_stock_change(self, envelope):
+        level = load(StockLevelSchema(), envelope.get("data"))
+        self.text_index.changed(level["product_id"], (level["available"], level["version"]))
 
     @rpc
     def get_product(self, product_id):
@@ -116,7 +145,9 @@ class ProductsService(Operational):
             self._check_new_product_fields(session, None, fields)
             product = Product(**fields, available=initial_stock, stock_version=0)
             session.add(product)
-            return self._emit(session, "product.created", product, product_document, initial_stock=initial_stock)
+            document = self._emit(session, "product.created", product, product_document, initial_stock=initial_stock)
+        self.text_index.written(document["id"])
+        return document
 
     @rpc
     def update_product(self, product_id, data):
@@ -127,6 +158,7 @@ class ProductsService(Operational):
             changed = assign(product, fields)
             document = self._emit(session, "product.updated", product, product_document, changed)
         self.cache.delete(product_key(document["id"]))
+        self.text_index.written(document["id"])
         return document
 
     @rpc
@@ -137,6 +169,7 @@ class ProductsService(Operational):
             product.deleted_at = utcnow()
             self._emit(session, "product.deleted", product, product_document, deleted_at=rfc3339(product.deleted_at))
         self.cache.delete(product_key(product_id))
+        self.text_index.written(product_id)
 
     @domain_event_handler("inventory", "stock.updated")
     @domain_event_handler("inventory", "stock.reserved")

@@ -123,6 +123,10 @@ def test_admin_builds_the_catalogue_and_a_customer_searches_it(http, admin, cust
     assert [[i["name"] for i in page["items"]] for page in pages] == [
         ["Black Tea", "Decaf Beans"], ["Espresso Beans", "Green Tea"], ["Mug"]]
     assert {page["total"] for page in pages} == {5}
+    assert {page["total_exact"] for page in pages} == {True} and search.json()["total_exact"] is True
+    past = http.get("/products", params={"q": "tea", "page": 501, "page_size": 20})  # API.md: 501 * 20 > 10000
+    assert past.status_code == 422 and past.headers["Content-Type"].startswith("application/json")
+    assert past.json()["error"]["code"] == "result_window_too_large" and "page" in past.json()["error"]["details"]
 
 
 def test_the_request_id_travels_with_the_rpc_calls_and_events_it_causes(http, admin):

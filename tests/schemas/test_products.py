@@ -53,9 +53,9 @@ def test_pagination_defaults_limits_and_page_shape():
     with pytest.raises(ValidationError) as error:
         PaginationSchema().load({"page": "0", "page_size": "101"})
     assert set(error.value.messages) == {"page", "page_size"}
-    assert page_of([1], 2, 10, 11) == {"items": [1], "page": 2, "page_size": 10, "total": 11}
+    assert page_of([1], 2, 10, 11) == {"items": [1], "page": 2, "page_size": 10, "total": 11, "total_exact": True}
     page_schema = paginated(ProductSchema)
-    assert set(page_schema().fields) == {"items", "page", "page_size", "total"}
+    assert set(page_schema().fields) == {"items", "page", "page_size", "total", "total_exact"}
 
 
 def test_product_create_applies_defaults_and_normalises():

@@ -40,7 +40,8 @@ def test_text_search_matches_name_description_and_sku_ignoring_case(rpc, catalog
     assert names(rpc.search_products({"q": "lmp-2"})) == ["Floor lamp"]
     assert names(rpc.search_products({"q": "oak"})) == ["bench"]
     assert names(rpc.search_products({"q": "100%"})) == ["100% cotton throw"]
-    assert rpc.search_products({"q": "nothing like it"}) == {"items": [], "page": 1, "page_size": 20, "total": 0}
+    assert rpc.search_products({"q": "nothing like it"}) == {"items": [], "page": 1, "page_size": 20, "total": 0,
+                                                           "total_exact": True}
 
 
 def test_each_word_must_begin_a_word(rpc, catalogue):
