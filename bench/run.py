@@ -17,7 +17,7 @@ from bench.otlp_sink import OtlpSink  # noqa: E402
 from bench.processes import MemorySampler, wait_until_quiet  # noqa: E402
 from bench.seed import Catalogue  # noqa: E402
 from bench.settings import Settings  # noqa: E402
-from bench.system import migrate, start_system  # noqa: E402
+from bench.system import migrate, rebuild_search_index, start_system  # noqa: E402
 from bench.whole_system import Counters, CpuWindow, server_pids  # noqa: E402
 from scripts.processes import ROOT  # noqa: E402
 from scripts.run_system import NAMEKO_PROCESSES  # noqa: E402
@@ -120,6 +120,10 @@ def run_system_scenarios(settings, env, wrk, databases, broker, results, servers
         return {name: pids[name] for name in names if name in pids} if settings.profile else None
 
     everything = {**servers, **pids}
+
+    def reindex():
+        return rebuild_search_index(env)
+
     metrics_ports = [settings.metrics_port + index for index, (name, _) in enumerate(NAMEKO_PROCESSES)
                      if name in results.started_processes]
     try:
@@ -132,7 +136,7 @@ def run_system_scenarios(settings, env, wrk, databases, broker, results, servers
         if small:
             sampler.switch("search")
             results.search += scenarios.search_at_sizes(settings, catalogue, base_url, wrk, small,
-                                                        profile("gateway", "products"), say)
+                                                        profile("gateway", "products"), say, reindex)
         if settings.wants("read"):
             sampler.switch("read")
             catalogue.grow_to(ORDER_PRODUCTS + settings.warm_products)
@@ -158,7 +162,8 @@ def run_system_scenarios(settings, env, wrk, databases, broker, results, servers
             results.relay_by_replicas = relay_by_replicas(settings, env, broker, fleet, sampler)
         if large:
             sampler.switch("search (large)")
-            results.search += scenarios.search_at_sizes(settings, catalogue, base_url, wrk, large, log=say)
+            results.search += scenarios.search_at_sizes(settings, catalogue, base_url, wrk, large, log=say,
+                                                        reindex=reindex)
     finally:
         sampler.stop()
         results.memory = sampler.peaks

@@ -49,9 +49,10 @@ def search_requests(category_ids, rng):
     return {"filters": filters, "text": text}
 
 
-def search_at_sizes(settings, catalogue, base_url, wrk, sizes, profile=None, log=print):
+def search_at_sizes(settings, catalogue, base_url, wrk, sizes, profile=None, log=print, reindex=None):
     """Grow the catalogue through ``sizes`` and load search at each; a size whose seeding is projected to take
-    longer than ``max_seed_seconds`` is skipped with a note."""
+    longer than ``max_seed_seconds`` is skipped with a note. ``reindex()`` runs after each seeding: the seed writes
+    the tables directly, past the products service and its text index."""
     points, rng = [], random.Random(5)
     for size in sizes:
         have, rate = catalogue.count(), catalogue.rate
@@ -63,6 +64,9 @@ def search_at_sizes(settings, catalogue, base_url, wrk, sizes, profile=None, log
         log(f"seeding to {size:,} products")
         seconds = catalogue.grow_to(size)
         catalogue.analyze()
+        if reindex is not None:
+            started = time.monotonic()
+            log(f"text index rebuilt at {size:,} products: {reindex()} in {time.monotonic() - started:.0f} s")
         point = SearchPoint(size, seconds)
         for mix, paths in search_requests(catalogue.category_ids, rng).items():
             target = profile if (profile and size == settings.products and mix == "filters") else None

@@ -36,3 +36,13 @@ def start_system(settings, env, payment_address):
         fleet.stop()
         raise
     return fleet, started
+
+
+def rebuild_search_index(env):
+    """Have the products service read its catalogue into its text index again; -> what it answered."""
+    code = ("from nameko import config\nfrom nameko.standalone.rpc import ClusterRpcClient\n"
+            f"with config.patch({{'AMQP_URI': {env['AMQP_URI']!r}}}), ClusterRpcClient(timeout=900) as rpc:\n"
+            "    print(rpc.products.rebuild_search_index())")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=960,
+                          capture_output=True, text=True)
+    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "?"
