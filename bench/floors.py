@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from bench import profiling
 from bench.loadgen import run_wrk
 from bench.whole_system import CpuWindow
-from scripts.processes import Fleet
+from scripts.processes import Fleet, StartFailed
 
 
 @dataclass
@@ -84,7 +84,10 @@ def run_floors(settings, env, wrk, log_dir, servers=None):
         for index, experiment in enumerate(experiments):
             profile = settings.profile and kind == "hop" and index == 0
             light = kind == "hop" and index == 0 and settings.light_connections > 0
-            outcome = run_floor(kind, experiment, settings, env, wrk, log_dir, profile, light, servers)
+            outcome = run_floor_once_more(kind, experiment, settings, env, wrk, log_dir, profile, light, servers,
+                                          required=index == 0)
+            if outcome is None:
+                continue
             for result in outcome if light else (outcome,):
                 print(f"bench: floor {result.name}: {result.rps:.0f} req/s, p99 {result.p99:.1f} ms", flush=True)
                 if "light load" in result.name:
@@ -92,3 +95,17 @@ def run_floors(settings, env, wrk, log_dir, servers=None):
                 else:
                     results[kind].append(result)
     return results
+
+
+def run_floor_once_more(kind, experiment, *args, required=False):
+    """``run_floor``, tried a second time if its processes did not come up (nameko's own RPC client can die at
+    start-up on a reply queue it has not declared yet, ``ReplyQueueExpiredWithPendingReplies``: the experiments run
+    nameko as it ships). An experiment that fails twice is left out; the floor proper is required."""
+    for attempt in (1, 2):
+        try:
+            return run_floor(kind, experiment, *args)
+        except StartFailed as exc:
+            print(f"bench: floor {kind}: {experiment.label}: did not start (attempt {attempt}): {exc}", flush=True)
+    if required:
+        raise StartFailed(f"the {kind} floor did not start twice")
+    return None
