@@ -34,6 +34,7 @@ from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Text, dele
 
 from common import tracing
 from common.correlation import CORRELATION_KEY
+from common.dependencies import declared
 from common.events import event_headers, make_envelope, prune_processed, utcnow
 from common.metrics import LiveCollector, count_domain_event
 
@@ -121,11 +122,8 @@ class Outbox(DependencyProvider):
 
     def declared_database(self):
         """The service's ``Database`` provider, declared as ``database_name`` on the service class."""
-        for dependency in self.container.dependencies:
-            if dependency.attr_name == self.database_name:
-                return dependency
-        raise LookupError(f"{self.container.service_name}: Outbox needs a Database declared as "
-                          f"`{self.database_name}` (or Outbox(model, database=<its attribute>))")
+        return declared(self.container, self.database_name, "Outbox",
+                        "a Database (or Outbox(model, database=<its attribute>))")
 
     def start(self):
         self.running = True

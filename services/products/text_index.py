@@ -30,6 +30,7 @@ from nameko import config
 from nameko.extensions import DependencyProvider
 from sqlalchemy import select
 
+from common.dependencies import declared
 from services.products.models import PRODUCT_COLUMNS, WORD, Product
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,7 @@ class TextIndex(DependencyProvider):
         self.refresh_seconds = float(config.get("SEARCH_REFRESH_SECONDS") or DEFAULT_REFRESH_SECONDS)
         # SEARCH_TEXT_INDEX off: every search in SQL, as before the index (for an A/B, or a pod short of memory)
         self.enabled = str(config.get("SEARCH_TEXT_INDEX", True)).lower() not in ("false", "0", "off", "no")
+        self.database = declared(self.container, self.database_attr, "TextIndex", "a Database")
         self.index = Index(config.get("SEARCH_INDEX") or None)
         self.wake = eventlet.event.Event()
         self.lock = eventlet.semaphore.Semaphore()  # one writer at a time: a rebuild and a refresh never interleave
@@ -245,7 +247,7 @@ class TextIndex(DependencyProvider):
 
     @property
     def engine(self):
-        return next(dep for dep in self.container.dependencies if dep.attr_name == self.database_attr).engine
+        return self.database.engine
 
     def _run(self):
         while not self.ready:

@@ -25,6 +25,7 @@ from nameko.extensions import DependencyProvider
 from tenacity import wait_exponential_jitter
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, Timeout
 
+from common.dependencies import declared
 from common.events import utcnow
 from services.webhooks.models import (
     ERROR_LENGTH,
@@ -185,8 +186,7 @@ class Couriers(DependencyProvider):
         self.database_name = database
 
     def setup(self):
-        self.database = next(dependency for dependency in self.container.dependencies
-                             if dependency.attr_name == self.database_name)
+        self.database = declared(self.container, self.database_name, "Couriers")
         self.busy = {}
         self.identity = str(uuid.uuid4())
         self.running = False

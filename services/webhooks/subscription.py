@@ -17,6 +17,7 @@ from nameko.extensions import DependencyProvider
 from nameko.messaging import Consumer, Publisher
 from nameko.standalone.events import get_event_exchange
 
+from common.dependencies import declared
 from common.events import DomainEventHandler
 from services.webhooks.models import live_webhooks
 
@@ -41,8 +42,7 @@ class EveryDomainEvent(DomainEventHandler):
         # one active consumer among the replicas: a second one would record the same aggregate's events in parallel
         self.queue = Queue(f"evt-all--{self.container.service_name}.{self.method_name}", bindings=bindings,
                            durable=True, queue_arguments={"x-single-active-consumer": True})
-        self.wanted = next((dependency for dependency in self.container.dependencies
-                            if dependency.attr_name == self.wanted_name), None) if self.wanted_name else None
+        self.wanted = declared(self.container, self.wanted_name, "every_domain_event") if self.wanted_name else None
         Consumer.setup(self)  # not EventHandler's: that one binds a single exchange and event type
 
     def handle_message(self, body, message):
@@ -76,12 +76,9 @@ class Subscriptions(DependencyProvider):
         self.database_name, self.signal_name = database, signal
 
     def setup(self):
-        self.database = self._provider(self.database_name)
-        self.signal = self._provider(self.signal_name)
+        self.database = declared(self.container, self.database_name, "Subscriptions")
+        self.signal = declared(self.container, self.signal_name, "Subscriptions")
         self.wanted, self.loaded_at, self.changed_at = None, None, time.monotonic()
-
-    def _provider(self, name):
-        return next(dependency for dependency in self.container.dependencies if dependency.attr_name == name)
 
     def get_dependency(self, worker_ctx):
         return SubscriptionsView(self, worker_ctx)
