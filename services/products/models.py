@@ -233,9 +233,7 @@ def text_search(session, conditions, order, page, page_size, window):
                            .limit(page_size).offset((page - 1) * page_size)).all()
     if not rows:  # nothing matched, or past the last page: the total needs a count of its own
         return (count_matches(session, conditions, window) if page > 1 else 0), []
-    ids = [product_id for product_id, _ in rows]
-    products = {row.id: row for row in session.execute(select(*PRODUCT_COLUMNS).where(Product.id.in_(ids)))}
-    return rows[0][1], [products[product_id] for product_id in ids]
+    return rows[0][1], products_by_id(session, [product_id for product_id, _ in rows])
 
 
 def products_by_id(session, ids):
