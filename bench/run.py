@@ -5,7 +5,6 @@ docs/benchmarks.md. Settings come from the environment (bench/settings.py; the t
 import os
 import sys
 import time
-import urllib.request
 import warnings
 from datetime import UTC, datetime
 
@@ -18,7 +17,7 @@ from bench.processes import MemorySampler, wait_until_quiet  # noqa: E402
 from bench.seed import Catalogue  # noqa: E402
 from bench.settings import Settings  # noqa: E402
 from bench.system import migrate, rebuild_search_index, start_system  # noqa: E402
-from bench.whole_system import Counters, CpuWindow, server_pids  # noqa: E402
+from bench.whole_system import Counters, CpuWindow, metrics_text, server_pids  # noqa: E402
 from scripts.processes import ROOT  # noqa: E402
 from scripts.run_system import NAMEKO_PROCESSES  # noqa: E402
 
@@ -206,9 +205,8 @@ def relay_by_replicas(settings, env, broker, fleet, sampler):
 
 
 def shards_held(metrics_port):
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
-    except OSError:
+    text = metrics_text(metrics_port, attempts=1)
+    if text is None:
         return None
     return next((int(float(line.split()[-1])) for line in text.splitlines()
                  if line.startswith("pos_kafka_bridge_shards_held ")), None)

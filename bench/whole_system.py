@@ -117,6 +117,7 @@ class Counters:
         for port in self.metrics_ports:
             text = metrics_text(port)
             if text is None:
+                print(f"bench: no RPC count: metrics port {port} did not answer", flush=True)
                 return None
             calls += sum(sample.value for family in text_string_to_metric_families(text)
                          for sample in family.samples
@@ -126,12 +127,12 @@ class Counters:
 
 
 def metrics_text(port, attempts=15):
-    """A process's Prometheus text; a process still starting (notifications cuts its fonts first) gets a while."""
+    """A process's Prometheus text, or None; a process still starting (notifications cuts its fonts first) gets
+    ``attempts`` seconds."""
     for attempt in range(attempts):
         try:
             return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-        except requests.RequestException as exc:
-            if attempt == attempts - 1:
-                print(f"bench: no RPC count: metrics port {port} did not answer ({exc})", flush=True)
-            time.sleep(1)
+        except requests.RequestException:
+            if attempt < attempts - 1:
+                time.sleep(1)
     return None
