@@ -127,8 +127,7 @@ class Counters:
 
 
 def metrics_text(port, attempts=15):
-    """A process's Prometheus text, or None; a process still starting (notifications cuts its fonts first) gets
-    ``attempts`` seconds."""
+    """A process's Prometheus text, or None; a process still starting gets ``attempts`` seconds."""
     for attempt in range(attempts):
         try:
             return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text

@@ -1,26 +1,34 @@
-"""Invoices: the PDF (fpdf2) and where it is kept — S3 (boto3) or, by default, a local folder.
+"""Invoices: the PDF (reportlab) and where it is kept — S3 (boto3) or, by default, a local folder.
 
 Every stored invoice is handed out as a URL that expires: a presigned S3 URL, or for the local folder a gateway
 URL carrying a signed token that ``InvoiceStore.open_token`` checks before the gateway serves the file.
 """
 
+import io
 import os
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import jwt
-from fpdf import FPDF
-from fpdf.enums import WrapMode, XPos, YPos
-from fpdf.fonts import FontFace
 from nameko.extensions import DependencyProvider
+from reportlab.lib import colors
+from reportlab.lib.enums import TA_LEFT, TA_RIGHT
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.lib.units import mm
+from reportlab.pdfgen import canvas
+from reportlab.platypus import BaseDocTemplate, Frame, PageTemplate, Paragraph, Spacer, Table, TableStyle
 
 from common.errors import Forbidden, NotFound
 from services.notifications.channels import setting
-from services.notifications.fonts import invoice_fonts
+from services.notifications.fonts import BOLD, REGULAR, invoice_fonts, markup
 
 CENTS = Decimal("0.01")
 TOKEN_AUDIENCE = "invoice-download"
+ALIGNMENTS = {"LEFT": TA_LEFT, "RIGHT": TA_RIGHT}
 
 
 def money(value):
@@ -48,84 +56,70 @@ def shop_details():
 
 
 COLUMNS = (("SKU", 34, "LEFT"), ("Item", 66, "LEFT"), ("Qty", 14, "RIGHT"), ("Unit price", 33, "RIGHT"),
-           ("Amount", 33, "RIGHT"))
-
-
-class InvoicePdf(FPDF):
-    def __init__(self, number, fonts):
-        super().__init__(format="A4")
-        self.number = number
-        self.set_title(f"Invoice {number}")
-        for (family, style), path in fonts.items():
-            self.add_font(family, style, path)
-        if ("DroidFallback", "") in fonts:
-            self.add_font("DroidFallback", "B", fonts[("DroidFallback", "")])
-            self.set_fallback_fonts(["DroidFallback"], exact_match=False)
-        self.set_auto_page_break(True, margin=18)
-
-    def footer(self):
-        self.set_y(-14)
-        self.set_font("DejaVu", size=8)
-        self.cell(0, 6, f"Invoice {self.number} - page {self.page_no()}/{{nb}}", align="C")
+           ("Amount", 33, "RIGHT"))  # millimetres: the table spans A4 between 10 mm margins
+MARGIN, BOTTOM = 10 * mm, 18 * mm
+FRAME = Frame(MARGIN, BOTTOM, A4[0] - 2 * MARGIN, A4[1] - MARGIN - BOTTOM, leftPadding=0, rightPadding=0,
+              topPadding=0, bottomPadding=0)
+LINE = ParagraphStyle("line", fontName=REGULAR, fontSize=10, leading=6 * mm)
+HEADING = ParagraphStyle("heading", LINE, fontName=BOLD)
+CELL = ParagraphStyle("cell", LINE, fontSize=9, leading=11)
+CELL_STYLES = {(heading, align): ParagraphStyle(f"cell-{align}-{heading}", CELL, alignment=ALIGNMENTS[align],
+                                                fontName=BOLD if heading else REGULAR)
+               for heading in (True, False) for align in ("LEFT", "RIGHT")}
+TABLE = TableStyle([("LINEABOVE", (0, 0), (-1, 0), 0.4, colors.black), ("LINEBELOW", (0, 0), (-1, -1), 0.4,
+                    colors.black), ("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 2),
+                    ("RIGHTPADDING", (0, 0), (-1, -1), 2)])
 
 
 def render_invoice_pdf(order, number, issued_at, shop):
-    pdf = InvoicePdf(number, invoice_fonts(order, number, shop))
-    write_invoice(pdf, order, number, issued_at, shop)
-    return bytes(pdf.output())
+    invoice_fonts()
+    buffer = io.BytesIO()
+    document = BaseDocTemplate(buffer, pagesize=A4, title=f"Invoice {number}", author=str(shop["name"]))
+    document.addPageTemplates(PageTemplate(frames=[FRAME]))
+    story = [*header(order, number, issued_at, shop), lines_table(order), Spacer(0, 3 * mm), totals(order, shop)]
+    document.build(story, canvasmaker=partial(NumberedCanvas, number))
+    return buffer.getvalue()
 
 
-def write_invoice(pdf, order, number, issued_at, shop):
-    pdf.add_page()
-    write_header(pdf, order, number, issued_at, shop)
-    write_lines(pdf, order)
-    write_totals(pdf, order, shop)
+def line(text, size=10, bold=False):
+    style = ParagraphStyle(f"line-{size}-{bold}", HEADING if bold else LINE, fontSize=size,
+                           leading=max(LINE.leading, size * 1.3))
+    return Paragraph(markup(text, BOLD if bold else REGULAR), style)
 
 
-def line(pdf, text, size=10, style=""):
-    pdf.set_font("DejaVu", style=style, size=size)
-    pdf.multi_cell(0, 6, str(text if text is not None else ""), new_x=XPos.LMARGIN, new_y=YPos.NEXT,
-                   wrapmode=WrapMode.CHAR)
-
-
-def write_header(pdf, order, number, issued_at, shop):
-    line(pdf, shop["name"], size=16, style="B")
+def header(order, number, issued_at, shop):
+    story = [line(shop["name"], size=16, bold=True)]
     for text in [*str(shop["address"] or "").split("\n"), shop["email"],
                  f"Tax ID: {shop['tax_id']}" if shop["tax_id"] else ""]:
         if text:
-            line(pdf, text)
-    pdf.ln(4)
-    line(pdf, f"Invoice {number}", size=14, style="B")
-    line(pdf, f"Date: {issued_at:%Y-%m-%d}")
-    line(pdf, f"Order: #{order['id']}")
+            story.append(line(text))
+    story += [Spacer(0, 4 * mm), line(f"Invoice {number}", size=14, bold=True), line(f"Date: {issued_at:%Y-%m-%d}"),
+              line(f"Order: #{order['id']}"), Spacer(0, 2 * mm), line("Bill to:", bold=True)]
     address = order.get("shipping_address") or {}
-    pdf.ln(2)
-    line(pdf, "Bill to:", style="B")
-    for key in ("name", "line1", "line2"):
-        if address.get(key):
-            line(pdf, address[key])
     city = " ".join(str(address.get(k) or "") for k in ("postal_code", "city")).strip()
-    for text in (city, address.get("country")):
+    for text in (address.get("name"), address.get("line1"), address.get("line2"), city, address.get("country")):
         if text:
-            line(pdf, text)
-    pdf.ln(4)
+            story.append(line(text))
+    return [*story, Spacer(0, 4 * mm)]
 
 
-def write_lines(pdf, order):
-    """The items as a table: long SKUs and names wrap inside their cells, the header repeats on every page."""
+def lines_table(order):
+    """The items: long SKUs and names wrap inside their cells, and the header repeats on every page."""
     currency = order.get("currency", "")
-    pdf.set_font("DejaVu", size=9)
-    with pdf.table(col_widths=[width for _, width, _ in COLUMNS], text_align=[align for *_, align in COLUMNS],
-                   wrapmode=WrapMode.WORD, headings_style=FontFace(emphasis="BOLD"), line_height=5,
-                   borders_layout="HORIZONTAL_LINES", repeat_headings=1) as table:
-        table.row([title for title, *_ in COLUMNS])
-        for item in order.get("items", []):
-            table.row([str(item.get("sku", "")), str(item.get("name", "")), str(item["quantity"]),
-                       f"{money(item['unit_price'])} {currency}", f"{money(item['line_total'])} {currency}"])
-    pdf.ln(3)
+    rows = [[title for title, *_ in COLUMNS]]
+    for item in order.get("items", []):
+        rows.append([str(item.get("sku", "")), str(item.get("name", "")), str(item["quantity"]),
+                     f"{money(item['unit_price'])} {currency}", f"{money(item['line_total'])} {currency}"])
+    cells = [[cell(text, align, heading=index == 0) for text, (_, _, align) in zip(row, COLUMNS, strict=True)]
+             for index, row in enumerate(rows)]
+    return Table(cells, colWidths=[width * mm for _, width, _ in COLUMNS], repeatRows=1, style=TABLE, hAlign="LEFT")
 
 
-def write_totals(pdf, order, shop):
+def cell(text, align, heading):
+    return Paragraph(markup(text, BOLD if heading else REGULAR), CELL_STYLES[(heading, align)])
+
+
+def totals(order, shop):
     currency = order.get("currency", "")
     rows = []
     taxes = tax_breakdown(order["total"], shop["tax_rate"])
@@ -133,10 +127,36 @@ def write_totals(pdf, order, shop):
         percent = (taxes["rate"] * 100).normalize()
         rows += [("Net amount", taxes["net"]), (f"{shop['tax_label']} {percent:f}%", taxes["tax"])]
     rows.append(("Total", money(order["total"])))
-    for label, amount in rows:
-        pdf.set_font("DejaVu", style="B" if label == "Total" else "", size=10)
-        pdf.cell(pdf.epw - 33, 6, label, align="R")
-        pdf.cell(33, 6, f"{amount} {currency}", align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    right = [ParagraphStyle(f"total-{bold}", HEADING if bold else LINE, alignment=TA_RIGHT) for bold in (0, 1)]
+    cells = [[Paragraph(markup(label), right[label == "Total"]), Paragraph(f"{amount} {escape(currency)}",
+                                                                            right[label == "Total"])]
+             for label, amount in rows]
+    widths = [sum(width for _, width, _ in COLUMNS[:-1]) * mm, COLUMNS[-1][1] * mm]
+    return Table(cells, colWidths=widths, hAlign="LEFT", style=[("LEFTPADDING", (0, 0), (-1, -1), 0),
+                                                                  ("RIGHTPADDING", (0, 0), (-1, -1), 2),
+                                                                  ("TOPPADDING", (0, 0), (-1, -1), 0),
+                                                                  ("BOTTOMPADDING", (0, 0), (-1, -1), 0)])
+
+
+class NumberedCanvas(canvas.Canvas):
+    """Holds the pages back until the end, so that every footer can say how many there are."""
+
+    def __init__(self, number, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.number, self.pages = number, []
+
+    def showPage(self):  # noqa: N802 (reportlab's name)
+        self.pages.append(dict(self.__dict__))
+        self._startPage()
+
+    def save(self):
+        count = len(self.pages)
+        for page in self.pages:
+            self.__dict__.update(page)
+            self.setFont(REGULAR, 8)
+            self.drawCentredString(A4[0] / 2, 10 * mm, f"Invoice {self.number} - page {self._pageNumber}/{count}")
+            super().showPage()
+        super().save()
 
 
 class LocalFolderStore:
