@@ -19,6 +19,7 @@ from common.crypto import data_keyring
 from common.events import AlreadyHandled, can_record, record_delivery
 from common.health import check_database
 from common.metrics import count_read, time_statements
+from common.pooling import tune_pool
 from common.tracing import trace_engine
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,11 @@ def engine_options(uri, max_workers=DEFAULT_MAX_WORKERS):
     if uri.startswith("sqlite"):
         # Workers are greenlets: connections move between them, never across OS threads. timeout=0 because
         # SQLite's own lock wait is a blocking C call that would freeze every greenlet of the process.
-        return {"connect_args": {"check_same_thread": False, "timeout": 0}}
+        return {"connect_args": {"check_same_thread": False, "timeout": 0}, "pool_reset_on_return": None}
     # A pool smaller than the workers that use it at once opens and closes an overflow connection per checkout
     # under load (a TCP connect, authentication and, with PyMySQL, an SSL context each time).
-    options = {"pool_pre_ping": True, "pool_recycle": 1800, "pool_size": max_workers + SPARE_CONNECTIONS,
+    # Returned connections are rolled back and idle ones pinged by common.pooling, only where needed.
+    options = {"pool_reset_on_return": None, "pool_recycle": 1800, "pool_size": max_workers + SPARE_CONNECTIONS,
                "max_overflow": 10}
     if _plain_loopback(uri):
         options["connect_args"] = {"ssl_disabled": True}
@@ -96,6 +98,7 @@ def begin_immediate(dbapi_connection):
 
 def make_engine(uri, max_workers=DEFAULT_MAX_WORKERS, **extra):
     engine = create_engine(uri, **{**engine_options(uri, max_workers), **extra})
+    tune_pool(engine, ping=not uri.startswith("sqlite"))
     if uri.startswith("sqlite"):
         _tune_sqlite(engine)
     return engine
@@ -146,6 +149,7 @@ class Database(NamekoDatabase):
         options["connect_args"] = {**options.get("connect_args", {}),
                                    "connect_timeout": replicas.CONNECT_TIMEOUT_SECONDS}
         engine = create_engine(uri, **options)
+        tune_pool(engine)
         replicas.read_only_connections(engine)
         time_statements(engine, self.container.service_name)
         trace_engine(engine, self.container.service_name)

@@ -138,6 +138,9 @@ class DomainEventHandler(EventHandler):
     rolls back with that transaction's changes; a redelivery meets the record there and the worker stops with
     ``AlreadyHandled``. A handler therefore makes the changes that must happen once in its first transaction.
 
+    ``idempotent=True``: the handler's change is safe to repeat by itself (a projection applied only from a newer
+    version), so its events are not recorded: a redelivery just repeats it.
+
     Nameko's default acks a message whose handler raised, losing the event when the database blinks;
     requeueing everything would spin forever on an event the domain rejects. Domain errors are final,
     except ``DependencyUnavailable`` (a service it needs did not answer in time): that one is retried.
@@ -145,14 +148,15 @@ class DomainEventHandler(EventHandler):
 
     consumer_cls = ReadAheadConsumer
 
-    def __init__(self, source_service, event_type, **kwargs):
+    def __init__(self, source_service, event_type, idempotent=False, **kwargs):
+        self.idempotent = idempotent
         kwargs.setdefault("requeue_on_error", True)
         kwargs.setdefault("expected_exceptions", AlreadyHandled)
         super().__init__(source_service, event_type, **kwargs)
 
     def delivery(self, worker_ctx):
         """``(event_id, handler)`` of the event this worker applies: the key of its processed-event record."""
-        envelope = worker_ctx.args[0] if worker_ctx.args else None
+        envelope = worker_ctx.args[0] if worker_ctx.args and not self.idempotent else None
         event_id = envelope.get("event_id") if isinstance(envelope, dict) else None
         return event_id, self.method_name
 

@@ -171,10 +171,11 @@ class ProductsService(Operational):
         self.cache.delete(product_key(product_id))
         self.text_index.written(product_id)
 
-    @domain_event_handler("inventory", "stock.updated")
-    @domain_event_handler("inventory", "stock.reserved")
-    @domain_event_handler("inventory", "stock.released")
-    @domain_event_handler("inventory", "stock.committed")
+    # a repeat changes nothing (only a newer stock version is applied): no processed-event record needed
+    @domain_event_handler("inventory", "stock.updated", idempotent=True)
+    @domain_event_handler("inventory", "stock.reserved", idempotent=True)
+    @domain_event_handler("inventory", "stock.released", idempotent=True)
+    @domain_event_handler("inventory", "stock.committed", idempotent=True)
     def apply_stock_level(self, envelope):
         level = load(StockLevelSchema(), envelope.get("data"))
         with self.db.get_session() as session:
