@@ -9,6 +9,7 @@ from collections import defaultdict
 
 from nameko import config
 from sqlalchemy import func, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from common.errors import Conflict, NotFound
 from common.events import utcnow
@@ -184,13 +185,16 @@ def release(session, order_key):
 
 
 def claim(session, row, from_status, to_status):
+    now = utcnow()
     result = session.execute(
         update(Reservation).where(Reservation.id == row.id, Reservation.status == from_status)
-        .values(status=to_status, updated_at=utcnow()).execution_options(synchronize_session=False)
+        .values(status=to_status, updated_at=now).execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
         raise ConcurrentChange(f"reservation {row.id} left {from_status}")
-    row.status = to_status
+    # what the UPDATE just wrote, without marking the row changed: a plain assignment flushed a second UPDATE
+    set_committed_value(row, "status", to_status)
+    set_committed_value(row, "updated_at", now)
 
 
 def move_stock(session, product_id, on_hand=0, reserved=0, only_if_available=None, only_if_on_hand_covers=None):

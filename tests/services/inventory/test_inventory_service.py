@@ -1,7 +1,9 @@
 """Inventory over real RPC on SQLite and MariaDB: levels, reservations, and what they publish."""
 
 import pytest
+from sqlalchemy import event
 
+from common.db import Database
 from common.errors import Conflict, NotFound, ValidationFailed
 
 
@@ -111,3 +113,25 @@ def test_releasing_a_committed_order_puts_its_stock_back_on_hand(inventory):
     inventory.release_stock(60)
 
     assert inventory.get_stock(1)["on_hand"] == 10 and inventory.get_stock(1)["reserved"] == 0
+
+
+def test_each_reservation_a_commit_or_release_moves_takes_one_update(inventory, inventory_container):
+    engine = next(dep for dep in inventory_container.extensions if isinstance(dep, Database)).engine
+    updates = []
+
+    def note(_conn, _cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("UPDATE RESERVATIONS"):
+            updates.append(statement)
+
+    inventory.set_stock(1, 10)
+    inventory.set_stock(2, 10)
+    inventory.reserve_stock(70, [{"product_id": 1, "quantity": 1}, {"product_id": 2, "quantity": 2}])
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        inventory.commit_stock(70)
+        assert len(updates) == 2  # one conditional UPDATE per line, no second one flushed from the ORM row
+        inventory.release_stock(70)
+        assert len(updates) == 4
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert inventory.get_stock(1)["on_hand"] == 10 and inventory.get_stock(2)["reserved"] == 0
