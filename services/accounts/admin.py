@@ -1,11 +1,14 @@
 """The admin account from ``ADMIN_EMAIL`` / ``ADMIN_PASSWORD`` exists, with that password, once the service is up.
 
-Replicas start at the same time: the loser of the insert race retries and finds the winner's row.
+Replicas start at the same time: the loser of the insert race retries and finds the winner's row. Nameko starts the
+RPC consumer beside this provider, not after it, so a login can arrive while the password is still being hashed:
+``wait`` holds it until the bootstrap is over (a system test's first admin login came 0.1 s too early and got 401).
 """
 
 import logging
 
 import eventlet
+import eventlet.event
 from nameko import config
 from nameko.extensions import DependencyProvider
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -18,10 +21,28 @@ from services.accounts.passwords import hash_password, verify_password
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 5
+WAIT_SECONDS = 30
 
 
 class AdminAccount(DependencyProvider):
+    def setup(self):
+        self.bootstrapped = eventlet.event.Event()
+
     def start(self):
+        try:
+            self._bootstrap()
+        finally:
+            self.bootstrapped.send()
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+    def wait(self, timeout=WAIT_SECONDS):
+        """Returns once the bootstrap is over (or after ``timeout``: a failed one stops the container anyway)."""
+        with eventlet.Timeout(timeout, False):
+            self.bootstrapped.wait()
+
+    def _bootstrap(self):
         email, password = config.get("ADMIN_EMAIL"), config.get("ADMIN_PASSWORD")
         if not email or not password:
             log.warning("ADMIN_EMAIL/ADMIN_PASSWORD not set: no admin account is guaranteed")

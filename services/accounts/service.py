@@ -60,6 +60,7 @@ class AccountsService(Operational):
     @rpc
     def authenticate(self, email, password):
         credentials = load(CredentialsSchema(), {"email": email, "password": password})
+        self.admin.wait()  # the configured admin may be the one logging in
         with self.db.get_session() as session:
             user = live_user_by_email(session, credentials["email"])
         if user is None:

@@ -8,6 +8,7 @@ from sqlalchemy import create_engine, select
 
 from common.crypto import Keyring
 from common.errors import Unauthorized
+from services.accounts import admin as bootstrap
 from services.accounts.models import User
 from services.accounts.service import AccountsService
 
@@ -62,3 +63,18 @@ def test_a_restart_with_a_new_password_resets_it_and_promotes_an_existing_accoun
             assert accounts.authenticate("boss@example.com", "first-password")["role"] == "admin"
 
     assert admin["id"] == customer["id"] and admin["role"] == "admin"
+
+
+def test_a_login_that_arrives_while_the_admin_is_being_created_waits_for_it(
+        cheap_hashing, container_factory, monkeypatch):
+    real_hash = bootstrap.hash_password
+    monkeypatch.setattr(bootstrap, "hash_password", lambda password: eventlet.sleep(1.5) or real_hash(password))
+    container = container_factory(AccountsService)
+    starting = eventlet.spawn(container.start)
+    eventlet.sleep(0.5)  # the RPC consumer is up; the admin's password is still being hashed
+
+    with ServiceRpcClient("accounts") as accounts:
+        user = accounts.authenticate("admin@example.com", "admin-password-1")
+
+    assert user["role"] == "admin"
+    starting.wait()
