@@ -22,6 +22,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    delete,
     func,
     select,
     update,
@@ -303,6 +304,11 @@ def stock_moved(session, order_id, action):
 def locked_order(session, order_id):
     """The order row, locked for the rest of the transaction (MySQL; SQLite's BEGIN IMMEDIATE locks already)."""
     return session.scalars(select(Order).where(Order.id == order_id).with_for_update()).one_or_none()
+
+
+def free_key(session, order_id):
+    """The idempotency key of an abandoned order names no order any more: a retry with it places a new one."""
+    session.execute(delete(IdempotencyKey).where(IdempotencyKey.order_id == order_id))
 
 
 def order_for_key(session, customer_id, key):

@@ -53,6 +53,7 @@ from services.orders.models import (
     StatusChange,
     StockAction,
     erase_customer,
+    free_key,
     locked_order,
     order_alone,
     order_for_key,
@@ -250,6 +251,7 @@ class OrdersService(Operational):
             order = locked_order(session, order_id)
             if order is not None and not order.abandon():
                 return  # accepted meanwhile: it keeps its stock
+            free_key(session, order_id)  # its customer's retry must not wait for this order: it never will be
         self.inventory.release_stock(order_id)
         self._delete_reserving(order_id)
 

@@ -5,6 +5,7 @@ Inventory here answers late on purpose (a process busy, or restarted after a SIG
 that is what let the reconciler release an order's stock while the order was being accepted, leaving a PAID order
 whose stock never left the shelf."""
 
+import sys
 from contextlib import contextmanager
 
 import eventlet
@@ -99,3 +100,23 @@ def test_a_reservation_whose_answer_came_too_late_is_released(
         assert order is None
         assert_stock_balances(saga, product, order)
         assert rpc_client.orders.list_orders()["total"] == 0
+
+
+def test_a_retry_of_an_abandoned_order_with_its_key_places_the_order_at_once(
+        saga_config, payment_provider, container_factory, rpc_client, monkeypatch):
+    # The first attempt's reservation and release both answer too late: its order stays fenced until the
+    # reconciler (60 s here) finishes the release. The customer's retry with the same key must not wait for it.
+    with slow_saga(container_factory, payment_provider, rpc_client, RPC_TIMEOUT_SECONDS=REPLY_DELAY / 2,
+                   ORDERS_RESERVATION_TIMEOUT_SECONDS=60, ORDERS_REPLAY_WAIT_SECONDS=3) as saga:
+        product = saga.product(stock=START_STOCK)
+        items = [{"product_id": product["id"], "quantity": QUANTITY}]
+        with pytest.raises(DependencyUnavailable):
+            saga.order(items, key="retry-me")
+        monkeypatch.setattr(sys.modules[__name__], "REPLY_DELAY", 0)  # inventory answers in time from now on
+
+        order = saga.order(items, key="retry-me")
+
+        paid = saga.wait_for_status(order["id"], "PAID", timeout=30)
+        assert saga.order(items, key="retry-me")["id"] == order["id"]  # and the key now names this one
+        assert_stock_balances(saga, product, paid)
+        assert rpc_client.orders.list_orders()["total"] == 1
