@@ -7,6 +7,7 @@ name prints.
 """
 
 from functools import cache
+from itertools import groupby
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -48,22 +49,13 @@ def invoice_fonts():
 
 def markup(text, face=REGULAR):
     """``text`` as paragraph markup: escaped, with every run of characters ``face`` lacks in the fallback font."""
-    text = str(text if text is not None else "")
     covered = registered(face)
-    runs, current, missing = [], [], False
-    for char in text:
-        lacks = ord(char) not in covered and not char.isspace()
-        if lacks != missing and current:
-            runs.append((missing, "".join(current)))
-            current = []
-        current.append(char)
-        missing = lacks
-    if current:
-        runs.append((missing, "".join(current)))
-    return "".join(fallback(part) if lacks else escape(part) for lacks, part in runs)
+    runs = groupby(str(text if text is not None else ""), key=lambda char: ord(char) in covered or char.isspace())
+    return "".join(escape("".join(chars)) if printable else fallback("".join(chars)) for printable, chars in runs)
 
 
 def fallback(part):
-    if all(ord(char) not in registered(FALLBACK) for char in part):
+    covered = registered(FALLBACK)
+    if all(ord(char) not in covered for char in part):
         return escape(part)  # neither font has it: DejaVu's missing-glyph box, as before
     return f'<font name="{FALLBACK}">{escape(part)}</font>'

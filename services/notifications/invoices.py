@@ -8,9 +8,8 @@ import io
 import os
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import jwt
 from nameko.extensions import DependencyProvider
@@ -66,6 +65,8 @@ CELL = ParagraphStyle("cell", LINE, fontSize=9, leading=11)
 CELL_STYLES = {(heading, align): ParagraphStyle(f"cell-{align}-{heading}", CELL, alignment=ALIGNMENTS[align],
                                                 fontName=BOLD if heading else REGULAR)
                for heading in (True, False) for align in ("LEFT", "RIGHT")}
+SUBTOTAL = ParagraphStyle("subtotal", LINE, alignment=TA_RIGHT)
+TOTAL = ParagraphStyle("total", HEADING, alignment=TA_RIGHT)
 TABLE = TableStyle([("LINEABOVE", (0, 0), (-1, 0), 0.4, colors.black), ("LINEBELOW", (0, 0), (-1, -1), 0.4,
                     colors.black), ("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 2),
                     ("RIGHTPADDING", (0, 0), (-1, -1), 2)])
@@ -82,9 +83,13 @@ def render_invoice_pdf(order, number, issued_at, shop):
 
 
 def line(text, size=10, bold=False):
-    style = ParagraphStyle(f"line-{size}-{bold}", HEADING if bold else LINE, fontSize=size,
-                           leading=max(LINE.leading, size * 1.3))
-    return Paragraph(markup(text, BOLD if bold else REGULAR), style)
+    return Paragraph(markup(text, BOLD if bold else REGULAR), line_style(size, bold))
+
+
+@cache
+def line_style(size, bold):
+    return ParagraphStyle(f"line-{size}-{bold}", HEADING if bold else LINE, fontSize=size,
+                          leading=max(LINE.leading, size * 1.3))
 
 
 def header(order, number, issued_at, shop):
@@ -127,10 +132,8 @@ def totals(order, shop):
         percent = (taxes["rate"] * 100).normalize()
         rows += [("Net amount", taxes["net"]), (f"{shop['tax_label']} {percent:f}%", taxes["tax"])]
     rows.append(("Total", money(order["total"])))
-    right = [ParagraphStyle(f"total-{bold}", HEADING if bold else LINE, alignment=TA_RIGHT) for bold in (0, 1)]
-    cells = [[Paragraph(markup(label), right[label == "Total"]), Paragraph(f"{amount} {escape(currency)}",
-                                                                            right[label == "Total"])]
-             for label, amount in rows]
+    cells = [[Paragraph(markup(text), TOTAL if label == "Total" else SUBTOTAL)
+              for text in (label, f"{amount} {currency}")] for label, amount in rows]
     widths = [sum(width for _, width, _ in COLUMNS[:-1]) * mm, COLUMNS[-1][1] * mm]
     return Table(cells, colWidths=widths, hAlign="LEFT", style=[("LEFTPADDING", (0, 0), (-1, -1), 0),
                                                                   ("RIGHTPADDING", (0, 0), (-1, -1), 2),
