@@ -31,7 +31,7 @@ from nameko.extensions import Extension
 from nameko.standalone.events import get_event_exchange
 
 from bridge.kafka_metrics import SHARD_HANDOVERS, SHARDS_HELD
-from common.amqp import ReadsAhead, SettlesSafely
+from common.amqp import ReadsAhead, SettlesSafely, WakesSeldom
 from common.events import AGGREGATE_HEADER
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ class Membership(Extension):
         self.owners = assign_shards(len(self.owners), [self.me, *self.heard])
 
 
-class ShardConsumer(ReadsAhead, SettlesSafely, ConsumerCore):
+class ShardConsumer(WakesSeldom, ReadsAhead, SettlesSafely, ConsumerCore):
     """One channel per shard (so a shard can be handed over alone), plus the legacy queue on the default channel.
 
     Hands the entrypoint kombu's messages undecoded. ``accepts(message)`` tells the entrypoint whether to relay a

@@ -15,6 +15,11 @@ Nameko closes a consumer's connection as soon as it is stopped, while workers it
 acks were dropped and the broker delivered those messages again (a command a worker had carried out, run twice).
 ``Drains`` keeps the connection until every message the consumer took is settled, and tells readiness whether the
 consumer is consuming.
+
+kombu's consume loop wakes every second with nothing to read, to look at its stop flag and send heartbeats: 167 us
+of CPU a wake on this machine, and nameko 3 gives every entrypoint a connection of its own (41 in a running
+system), so 7 ms of CPU a second at rest. ``WakesSeldom`` lets it sleep ``IDLE_WAKE_SECONDS``: a message still
+wakes it at once, and a stop with messages in flight is seen at the next one.
 """
 
 import contextlib
@@ -32,6 +37,9 @@ READ_AHEAD_BYTES = 4096  # several small messages per recv; more only copies mor
 UNSETTLED = "pos_unsettled"  # on a channel: the delivery tags its consumer took and nobody has acked or requeued yet
 # what an ack or a publish meets when the broker has gone (kombu wraps the socket's errors in its OperationalError)
 LOST_CONNECTION = (AmqpConnectionError, BrokerError, OSError)
+# heartbeats go out every heartbeat / 2 seconds of silence (py-amqp), so a wake at most every heartbeat / 4 keeps them
+# in time; the broker drops a connection silent for two heartbeats
+IDLE_WAKE_SECONDS = 10.0
 
 
 class ReadsAhead:
@@ -40,6 +48,18 @@ class ReadsAhead:
     def on_consume_ready(self, connection, channel, consumers, **kwargs):
         read_ahead(connection.connection.transport)
         super().on_consume_ready(connection, channel, consumers, **kwargs)
+
+
+class WakesSeldom:
+    """Mixin for ``nameko.amqp.consume.Consumer``: with nothing to read, its loop wakes every ``IDLE_WAKE_SECONDS``
+    (kombu's ``safety_interval``; 1 s by default), or every heartbeat / 4 if that is sooner."""
+
+    def consume(self, *args, safety_interval=None, **kwargs):
+        return super().consume(*args, safety_interval=idle_wake_seconds(self.heartbeat), **kwargs)
+
+
+def idle_wake_seconds(heartbeat):
+    return min(IDLE_WAKE_SECONDS, heartbeat / 4) if heartbeat else IDLE_WAKE_SECONDS
 
 
 class Drains:
@@ -130,7 +150,7 @@ def forget(message, multiple):
         unsettled.discard(message.delivery_tag)
 
 
-class ReadAheadConsumer(Drains, ReadsAhead, SettlesSafely, Consumer):
+class ReadAheadConsumer(Drains, WakesSeldom, ReadsAhead, SettlesSafely, Consumer):
     pass
 
 

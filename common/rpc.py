@@ -36,7 +36,7 @@ from nameko.rpc import ServiceRpc as NamekoServiceRpc
 from nameko.rpc import get_rpc_exchange
 
 from common import tracing
-from common.amqp import LOST_CONNECTION, Drains, ReadAheadConsumer, ReadsAhead
+from common.amqp import LOST_CONNECTION, Drains, ReadAheadConsumer, ReadsAhead, WakesSeldom
 from common.errors import DependencyUnavailable, DomainError, as_domain_error
 from common.replicas import POSITIONS_KEY, merge_positions
 
@@ -172,7 +172,7 @@ class ReplyListener(NamekoReplyListener):
         if self.consumer.ready.is_set():
             super().check_for_lost_replies()
 
-    class ReplyConsumer(Drains, ReadsAhead, NamekoReplyListener.ReplyConsumer):
+    class ReplyConsumer(Drains, WakesSeldom, ReadsAhead, NamekoReplyListener.ReplyConsumer):
         """Replies are consumed without acks: one message less per call, and an ack protects nothing here (the
         reply queue is this process's own; a reply it never reads is a deadline either way)."""
 

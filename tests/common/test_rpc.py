@@ -5,7 +5,7 @@ import functools
 
 import eventlet
 import pytest
-from kombu import Queue
+from kombu import Connection, Queue
 from kombu.exceptions import OperationalError as BrokerError
 from nameko import config
 from nameko.exceptions import RemoteError, ReplyQueueExpiredWithPendingReplies
@@ -182,6 +182,35 @@ def test_every_consumer_reads_ahead(rabbit_config, container_factory, monkeypatc
 
     # echo's and caller's RPC consumers, echo's event handler and caller's reply listener
     assert patched == ["TCPTransport"] * 4
+
+
+def test_idle_consumers_wake_seldom_and_a_message_still_wakes_them_at_once(caller, monkeypatch):
+    wakes = []
+    monkeypatch.setattr(Connection, "heartbeat_check", lambda self, rate=2: wakes.append(self))
+    eventlet.sleep(2.5)  # echo's and caller's RPC consumers, echo's event handler, caller's reply listener: all idle
+
+    assert wakes == []  # kombu's default wakes each of the four every second
+    assert caller.relay("hello") == "hello"  # within the 0.5 s deadline of caller's ServiceRpc
+
+
+def test_a_short_heartbeat_wakes_the_consumers_often_enough_to_keep_their_connections(rabbit_config,
+                                                                                       container_factory):
+    with config.patch({"HEARTBEAT": 2}):
+        containers = [container_factory(service) for service in (Echo, Caller)]
+        for container in containers:
+            container.start()
+        with ServiceRpcClient("caller") as client:
+            assert client.relay("before") == "before"
+            consumers = [extension.consumer for container in containers for extension in container.extensions
+                         if isinstance(getattr(extension, "consumer", None), amqp.WakesSeldom)]
+            assert len(consumers) == 4
+            connections = [consumer.channel_in_use.connection for consumer in consumers]
+            eventlet.sleep(6)  # three heartbeats: the broker drops a connection silent for two
+
+            assert client.relay("after") == "after"
+    assert [consumer.channel_in_use.connection for consumer in consumers] == connections
+    assert all(connection.connected for connection in connections)
+    assert amqp.idle_wake_seconds(2) == 0.5 and amqp.idle_wake_seconds(60) == amqp.IDLE_WAKE_SECONDS
 
 
 def test_read_ahead_asks_for_at_least_a_few_kilobytes():
