@@ -15,8 +15,8 @@ import uuid
 from datetime import UTC, datetime
 
 import eventlet
+from nameko.events import BROADCAST, EventHandler
 from nameko.events import EventDispatcher as NamekoEventDispatcher
-from nameko.events import EventHandler
 from nameko.messaging import encode_to_headers
 from sqlalchemy import Column, DateTime, String, delete, insert
 
@@ -171,3 +171,19 @@ class DomainEventHandler(EventHandler):
 
 
 domain_event_handler = DomainEventHandler.decorator
+
+
+class BroadcastHandler(EventHandler):
+    """``broadcast_handler(source, event_type)``: every replica gets every event, on a queue of its own that goes
+    with it. For what each replica keeps in memory (a text index, a snapshot); read through ``common.amqp``'s
+    consumer like every other entrypoint of ours."""
+
+    consumer_cls = ReadAheadConsumer
+
+    def __init__(self, source_service, event_type, **kwargs):
+        kwargs.setdefault("handler_type", BROADCAST)
+        kwargs.setdefault("reliable_delivery", False)
+        super().__init__(source_service, event_type, **kwargs)
+
+
+broadcast_handler = BroadcastHandler.decorator

@@ -6,7 +6,6 @@ A deleted product is soft-deleted: gone from every read, its row (and its sku, r
 
 from contextlib import contextmanager
 
-from nameko.events import BROADCAST, event_handler
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -14,7 +13,7 @@ from common.cache import MISSING, Cache
 from common.correlation import CorrelationId
 from common.db import Database
 from common.errors import Conflict, NotFound, ValidationFailed
-from common.events import domain_event_handler, utcnow
+from common.events import broadcast_handler, domain_event_handler, utcnow
 from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
@@ -105,16 +104,16 @@ class ProductsService(Operational):
         return self.text_index.rebuild()
 
     # Every replica sees every change (a broadcast queue each, not the service's shared one): each has an index.
-    @event_handler("products", "product.created", handler_type=BROADCAST, reliable_delivery=False)
-    @event_handler("products", "product.updated", handler_type=BROADCAST, reliable_delivery=False)
-    @event_handler("products", "product.deleted", handler_type=BROADCAST, reliable_delivery=False)
+    @broadcast_handler("products", "product.created")
+    @broadcast_handler("products", "product.updated")
+    @broadcast_handler("products", "product.deleted")
     def index_product_change(self, envelope):
         self.text_index.changed((envelope.get("data") or {}).get("id"))
 
-    @event_handler("inventory", "stock.updated", handler_type=BROADCAST, reliable_delivery=False)
-    @event_handler("inventory", "stock.reserved", handler_type=BROADCAST, reliable_delivery=False)
-    @event_handler("inventory", "stock.released", handler_type=BROADCAST, reliable_delivery=False)
-    @event_handler("inventory", "stock.committed", handler_type=BROADCAST, reliable_delivery=False)
+    @broadcast_handler("inventory", "stock.updated")
+    @broadcast_handler("inventory", "stock.reserved")
+    @broadcast_handler("inventory", "stock.released")
+    @broadcast_handler("inventory", "stock.committed")
     def index_stock_change(self, envelope):
         level = load(StockLevelSchema(), envelope.get("data"))
         self.text_index.changed(level["product_id"], (level["available"], level["version"]))

@@ -15,13 +15,12 @@ RPC: ``create_webhook(data)`` (the answer alone has the secret), ``list_webhooks
 import logging
 import secrets
 
-from nameko.events import BROADCAST, event_handler
 from sqlalchemy import func, select
 
 from common.correlation import CorrelationId
 from common.db import Database
 from common.errors import NotFound, ValidationFailed
-from common.events import can_record, encode_envelope, utcnow
+from common.events import broadcast_handler, can_record, encode_envelope, utcnow
 from common.health import Operational
 from common.metrics import Metrics
 from common.outbox import Outbox
@@ -88,7 +87,7 @@ class WebhooksService(Operational):
         if hooks:
             self.couriers.kick()
 
-    @event_handler(SIGNAL_SOURCE, SIGNAL_TYPE, handler_type=BROADCAST, reliable_delivery=False)
+    @broadcast_handler(SIGNAL_SOURCE, SIGNAL_TYPE)
     def subscriptions_changed(self, _payload):
         """Another replica changed a webhook: the next event reads the subscriptions again."""
         self.subscriptions.forget()
