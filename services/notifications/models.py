@@ -88,6 +88,13 @@ def claim(session, notification_id, now, lease_seconds):
     return result.rowcount == 1
 
 
+def claimed(notification, now, lease_seconds):
+    """A new notification, taken for its first attempt by the worker that records it, as ``claim`` would take it;
+    the one transaction writes and claims it."""
+    notification.attempts, notification.next_attempt_at = 1, now + timedelta(seconds=lease_seconds)
+    return notification
+
+
 def invoice_for_order(session, order, number_prefix):
     """The order's invoice row, created (with its number) the first time; one per order whatever the races."""
     invoice = session.scalar(select(Invoice).where(Invoice.order_id == order["id"]))

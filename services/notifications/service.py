@@ -58,6 +58,7 @@ from services.notifications.models import (
     OutboxMessage,
     ProcessedEvent,
     claim,
+    claimed,
     due_notification_ids,
     erase_customer,
     invoice_for_order,
@@ -185,18 +186,16 @@ class NotificationsService(Operational):
         The handler's first transaction: the event is recorded as handled with these rows (common.events), and what
         follows (sending, the invoice) is retried by ``retry_pending`` or redone safely.
         """
-        subject = render_email(kind, context)[0]
+        subject, now = render_email(kind, context)[0], utcnow()
         with self.db.get_session() as session:
-            rows = [Notification(event_id=envelope["event_id"], kind=kind, channel=channel, recipient=recipient,
-                                 subject=subject, context=json.dumps(context), order_id=order_id,
-                                 customer_id=customer_id)
+            rows = [claimed(Notification(event_id=envelope["event_id"], kind=kind, channel=channel,
+                                         recipient=recipient, subject=subject, context=json.dumps(context),
+                                         order_id=order_id, customer_id=customer_id), now, self._lease_seconds())
                     for channel, recipient in channels if recipient]
             session.add_all(rows)
-            session.flush()
-            ids = [row.id for row in rows]
-        for notification_id in ids:
-            self._deliver(notification_id)
-        return bool(ids)
+        for notification in rows:
+            self._send(notification)
+        return bool(rows)
 
     def _issue_invoice(self, order):
         """The order's invoice, rendered and stored the first time it is needed."""
@@ -225,9 +224,17 @@ class NotificationsService(Operational):
 
     def _deliver(self, notification_id):
         with self.db.get_session() as session:
-            if not claim(session, notification_id, utcnow(), int(setting("NOTIFY_CLAIM_SECONDS", 300))):
+            if not claim(session, notification_id, utcnow(), self._lease_seconds()):
                 return
             notification = session.get(Notification, notification_id)
+        self._send(notification)
+
+    def _lease_seconds(self):
+        return int(setting("NOTIFY_CLAIM_SECONDS", 300))
+
+    def _send(self, notification):
+        """One attempt at a notification this worker has claimed; marked sent, or failed for a later retry."""
+        notification_id = notification.id
         try:
             send = self._compose(notification)
             for attempt in Retrying(

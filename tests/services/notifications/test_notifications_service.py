@@ -9,7 +9,9 @@ from nameko import config
 from nameko.events import event_handler
 from nameko.standalone.rpc import ServiceRpcClient
 from nameko.testing.services import entrypoint_hook
+from sqlalchemy import event
 
+from common.db import Database
 from common.errors import NotFound
 from common.events import AlreadyHandled
 from schemas.events import validate
@@ -134,6 +136,27 @@ def test_a_redelivered_event_sends_nothing_twice_and_other_statuses_send_nothing
     assert [m["Subject"] for m in smtp_server.inbox.to("ann@example.com")] == ["Order #60 is on its way"]
     assert sorted((n["kind"], n["channel"], n["status"]) for n in client.list_notifications(60)) == [
         ("order_shipped", "email", "SENT"), ("order_shipped", "sms", "SENT")]
+
+
+def test_a_notification_is_claimed_in_the_transaction_that_records_it(notifications, customer, smtp_server):
+    client, container = notifications
+    engine = next(dep for dep in container.extensions if isinstance(dep, Database)).engine
+    updates = []
+
+    def note(_conn, _cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("UPDATE NOTIFICATIONS"):
+            updates.append(statement)
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        publish("orders", "order.status_changed", 61, an_order(61, customer["id"], "SHIPPED"))
+        wait_until(lambda: [n["status"] for n in client.list_notifications(61)] == ["SENT", "SENT"],
+                   message="email and SMS sent")
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert len(updates) == 2  # each marked sent; neither claimed by an UPDATE of its own
+    assert [n["attempts"] for n in client.list_notifications(61)] == [1, 1]
+    assert len(smtp_server.inbox.to("ann@example.com")) == 1
 
 
 def test_mail_sent_while_smtp_is_down_is_retried_until_it_arrives_once(
