@@ -161,13 +161,15 @@ def test_an_idle_relay_polls_less_and_less_often_but_still_finds_what_another_pr
     listener.start()
     notes = container_factory(NotesService)
     outbox = next(d for d in notes.dependencies if isinstance(d, Outbox))
-    polls = []
-    relay_batch = outbox.relay_batch
-    outbox.relay_batch = lambda: polls.append(1) or relay_batch()
+    polls, batches = [], []
+    relay_batch, has_unsent = outbox.relay_batch, outbox.has_unsent
+    outbox.relay_batch = lambda: batches.append(1) or relay_batch()
+    outbox.has_unsent = lambda: polls.append(1) or has_unsent()
     with config.patch({"OUTBOX_IDLE_POLL_MAX_SECONDS": 3.0}):
         notes.start()
     eventlet.sleep(6.5)  # every 0.2 s would be 33 polls; backing off: at 0, 0.2, 0.6, 1.4, 3.0, 6.0 s
-    assert 4 <= len(polls) <= 8, len(polls)
+    assert 4 <= len(batches) + len(polls) <= 8, (batches, polls)
+    assert batches == [1]  # the sweep at start; the polls after it only looked, without the replicas' lock
 
     engine = make_engine(notes_db)  # a row that no worker of this process wrote (a crashed replica's)
     with Session(engine) as session, session.begin():
@@ -175,6 +177,21 @@ def test_an_idle_relay_polls_less_and_less_often_but_still_finds_what_another_pr
         session.add(OutboxMessage(event_id=env["event_id"], event_type="note.written", aggregate_id="9",
                                   envelope=json.dumps(env)))
     wait_until(lambda: received, timeout=8, message="the row left by a crash, within the back-off's bound")
+    assert len(batches) == 2
+
+
+def test_a_worker_that_wrote_kicks_the_relay_straight_into_a_batch(notes_db, container_factory):
+    container_factory(Listener).start()
+    notes = container_factory(NotesService)
+    outbox = next(d for d in notes.dependencies if isinstance(d, Outbox))
+    with config.patch({"OUTBOX_POLL_INTERVAL": 3600}):
+        notes.start()
+    polls, has_unsent = [], outbox.has_unsent
+    outbox.has_unsent = lambda: polls.append(1) or has_unsent()
+    with ServiceRpcClient("notes") as client:
+        client.write("kicked")
+    wait_until(lambda: received, timeout=5, message="the event, without waiting for a poll")
+    assert polls == []
 
 
 class ProcessedEvent(ProcessedEventMixin, Base):
