@@ -30,7 +30,7 @@ from datetime import timedelta
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
 
 from common.correlation import CorrelationId
@@ -212,7 +212,7 @@ class NotificationsService(Operational):
         pdf = render_invoice_pdf(order, invoice.number, invoice.created_at, shop_details())
         self.invoices.put(key, pdf)
         with self.db.get_session() as session:
-            session.get(Invoice, invoice.id).storage_key = key
+            session.execute(update(Invoice).where(Invoice.id == invoice.id).values(storage_key=key))
         invoice.storage_key = key
         return invoice, pdf
 
