@@ -112,3 +112,41 @@ def test_the_http_sms_provider_posts_the_message_and_classifies_failures(sms_end
     answers.append(503)
     with pytest.raises(requests.HTTPError):
         provider.send("+447700900123", "try later")
+
+
+class Keeping:
+    def __init__(self):
+        self.messages = []
+
+    def send(self, message):
+        self.messages.append(message)
+
+
+def flattened(message):
+    """The message's bytes with its MIME boundaries (random per flattening) named by their order."""
+    data = message.as_bytes()
+    for number, part in enumerate(message.walk()):
+        if part.get_boundary():
+            data = data.replace(part.get_boundary().encode(), f"boundary-{number}".encode())
+    return data
+
+
+def test_reused_header_classes_write_the_bytes_the_stdlib_policy_writes(monkeypatch):
+    from email.policy import default
+
+    from services.notifications import channels
+
+    monkeypatch.setattr(channels, "formatdate", lambda localtime=False: "Thu, 03 Dec 2026 19:00:00 -0000")
+    backend = Keeping()
+    mailer = mailer_with(backend)
+    mailer.sender_name = "Boutique Čaj & Kaffee"
+    for policy in (default, channels.POLICY):
+        monkeypatch.setattr(channels, "POLICY", policy)
+        mailer.send("Zoë Ødegård <zoe@example.com>", "Ihre Bestellung — 注文 #42", "Grüße, Zoë\n" * 40,
+                    "<p>Grüße</p>", [("invoice-7.pdf", b"%PDF-1.4 \x00\xff", "application/pdf")], "notification-7")
+
+    stdlib, ours = backend.messages
+    assert ours.policy.header_factory["Subject"] is ours.policy.header_factory["subject"]
+    assert default.header_factory["Subject"] is not default.header_factory["Subject"]  # what the cache is for
+    assert flattened(ours) == flattened(stdlib)
+    assert b"=?utf-8?" in flattened(ours)  # the non-ASCII headers were encoded, not passed raw
