@@ -66,6 +66,8 @@ from services.notifications.models import (
 
 log = logging.getLogger(__name__)
 
+INVOICED_KIND = "order_confirmation"  # the message that carries the order's invoice (PDF attached, download link)
+
 
 class NotificationsService(Operational):
     name = "notifications"
@@ -83,7 +85,7 @@ class NotificationsService(Operational):
     @domain_event_handler("orders", "order.paid")
     def confirm_order(self, envelope):
         order = self._order(envelope)
-        if not self._notify_customer(envelope, order, "order_confirmation"):
+        if not self._notify_customer(envelope, order, INVOICED_KIND):
             self._issue_invoice(order)  # the confirmation issues it when composed; without one, here
 
     @domain_event_handler("orders", "order.payment_failed")
@@ -184,28 +186,32 @@ class NotificationsService(Operational):
         """Write the messages this event owes, then try them straight away.
 
         The handler's first transaction: the event is recorded as handled with these rows (common.events), and what
-        follows (sending, the invoice) is retried by ``retry_pending`` or redone safely.
+        follows (sending, the invoice) is retried by ``retry_pending`` or redone safely. The invoiced message's
+        invoice row (its number) is written in it too, so composing the message reads nothing back.
         """
-        subject, now = render_email(kind, context)[0], utcnow()
+        subject, now, invoice = render_email(kind, context)[0], utcnow(), None
         with self.db.get_session() as session:
             rows = [claimed(Notification(event_id=envelope["event_id"], kind=kind, channel=channel,
                                          recipient=recipient, subject=subject, context=json.dumps(context),
                                          order_id=order_id, customer_id=customer_id), now, self._lease_seconds())
                     for channel, recipient in channels if recipient]
             session.add_all(rows)
+            if rows and kind == INVOICED_KIND:
+                invoice = invoice_for_order(session, context["order"], setting("INVOICE_NUMBER_PREFIX", "INV-"))
         for notification in rows:
-            self._send(notification)
+            self._send(notification, invoice)
         return bool(rows)
 
     def _issue_invoice(self, order):
         """The order's invoice, rendered and stored the first time it is needed."""
         return self._issue_invoice_pdf(order)[0]
 
-    def _issue_invoice_pdf(self, order):
+    def _issue_invoice_pdf(self, order, invoice=None):
         """``(invoice, its PDF if it was rendered now else None)``: the confirmation attaches the PDF it just
-        stored instead of reading it back from the store."""
-        with self.db.get_session() as session:
-            invoice = invoice_for_order(session, order, setting("INVOICE_NUMBER_PREFIX", "INV-"))
+        stored instead of reading it back from the store. ``invoice``: the order's row, if the caller holds it."""
+        if invoice is None:
+            with self.db.get_session() as session:
+                invoice = invoice_for_order(session, order, setting("INVOICE_NUMBER_PREFIX", "INV-"))
         if invoice.storage_key:
             return invoice, None
         key = f"invoices/{invoice.number}.pdf"
@@ -232,11 +238,11 @@ class NotificationsService(Operational):
     def _lease_seconds(self):
         return int(setting("NOTIFY_CLAIM_SECONDS", 300))
 
-    def _send(self, notification):
+    def _send(self, notification, invoice=None):
         """One attempt at a notification this worker has claimed; marked sent, or failed for a later retry."""
         notification_id = notification.id
         try:
-            send = self._compose(notification)
+            send = self._compose(notification, invoice)
             for attempt in Retrying(
                     stop=stop_after_attempt(int(setting("NOTIFY_SEND_ATTEMPTS", 3))),
                     wait=wait_exponential(multiplier=float(setting("NOTIFY_SEND_BACKOFF", 0.5)), max=5),
@@ -250,20 +256,20 @@ class NotificationsService(Operational):
         else:
             self._mark_sent(notification_id)
 
-    def _compose(self, notification):
+    def _compose(self, notification, invoice=None):
         context = json.loads(notification.context)
         message_key = f"notification-{notification.id}"
         if notification.channel == "sms":
             text = render_sms(notification.kind, context)
             return lambda: self.sms.send(notification.recipient, text)
         attachments = []
-        if notification.kind == "order_confirmation":
-            context["invoice"], attachments = self._invoice_for_email(context["order"])
+        if notification.kind == INVOICED_KIND:
+            context["invoice"], attachments = self._invoice_for_email(context["order"], invoice)
         subject, text, html = render_email(notification.kind, context)
         return lambda: self.mailer.send(notification.recipient, subject, text, html, attachments, message_key)
 
-    def _invoice_for_email(self, order):
-        invoice, pdf = self._issue_invoice_pdf(order)
+    def _invoice_for_email(self, order, invoice=None):
+        invoice, pdf = self._issue_invoice_pdf(order, invoice)
         url, expires_at = self.invoices.url(invoice.storage_key, setting("INVOICE_EMAIL_LINK_TTL_SECONDS", 604800))
         if pdf is None:  # issued before (a retried send, or a re-issue after an erasure): the stored one
             pdf = self.invoices.get(invoice.storage_key)

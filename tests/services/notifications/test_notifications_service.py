@@ -159,6 +159,34 @@ def test_a_notification_is_claimed_in_the_transaction_that_records_it(notificati
     assert len(smtp_server.inbox.to("ann@example.com")) == 1
 
 
+def test_a_paid_orders_invoice_row_is_written_with_its_confirmation(notifications, customer, smtp_server):
+    client, container = notifications
+    engine = next(dep for dep in container.extensions if isinstance(dep, Database)).engine
+    open_transactions, transactions = {}, []
+
+    def note(conn, _cursor, statement, *_args):
+        open_transactions.setdefault(conn, []).append(" ".join(statement.split()[:3]).upper())
+
+    def committed(conn):
+        transactions.append(open_transactions.pop(conn, []))
+
+    event.listen(engine, "before_cursor_execute", note)
+    event.listen(engine, "commit", committed)
+    try:
+        publish("orders", "order.paid", 62, an_order(62, customer["id"]))
+        wait_until(lambda: [n["status"] for n in client.list_notifications(62)] == ["SENT", "SENT"],
+                   message="confirmation email and SMS sent")
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+        event.remove(engine, "commit", committed)
+    [recorded] = [statements for statements in transactions if "INSERT INTO NOTIFICATIONS" in statements]
+    assert "INSERT INTO INVOICES" in recorded  # one transaction: the event, its messages and the invoice's number
+    assert not [statements for statements in transactions
+                if statements and all("INVOICES" in statement for statement in statements)
+                and any(statement.startswith("SELECT") for statement in statements)]  # nothing reads it back
+    assert client.get_invoice(62)["number"] in body_text(smtp_server.inbox.to("ann@example.com")[0])
+
+
 def test_mail_sent_while_smtp_is_down_is_retried_until_it_arrives_once(
         accounts, smtp_down, container_factory):
     customer = accounts.register("bob@example.com", "correct horse", "Bob Stone")
