@@ -126,6 +126,7 @@ class Membership(Extension):
         self.amqp_uri = self.container.config["AMQP_URI"]
         self.heard = {}
         self.owners = [self.me] * shard_count()
+        self.members = frozenset([self.me])
         self.stopping = False
 
     def start(self):
@@ -189,7 +190,9 @@ class Membership(Extension):
         gone = [m for m, at in self.heard.items() if now - at >= ALIVE_HEARTBEATS * self.interval]
         for member in gone:
             del self.heard[member]
-        self.owners = assign_shards(len(self.owners), [self.me, *self.heard])
+        members = frozenset([self.me, *self.heard])
+        if members != self.members:  # a second's beat usually changes nothing: the owners stay as they are
+            self.owners, self.members = assign_shards(len(self.owners), members), members
 
 
 class ShardConsumer(WakesSeldom, ReadsAhead, SettlesSafely, ConsumerCore):

@@ -27,3 +27,26 @@ def test_when_a_replica_leaves_mostly_its_own_shards_move():
     own = [shard for shard in moved if before[shard] == "d4"]
     assert len(own) == 4, "all of the leaver's shards move"
     assert len(moved) - len(own) < len(own), f"fewer of the others' shards move, only to even the shares: {moved}"
+
+
+def test_a_replica_recomputes_the_owners_only_when_the_members_change(monkeypatch):
+    from bridge import kafka_shards
+
+    computed = []
+    real = kafka_shards.assign_shards
+    monkeypatch.setattr(kafka_shards, "assign_shards", lambda shards, members: computed.append(members) or
+                        real(shards, members))
+    membership = kafka_shards.Membership()
+    membership.me, membership.interval, membership.heard = "a1", 60.0, {}
+    membership.owners, membership.members = [membership.me] * SHARDS, frozenset([membership.me])
+
+    membership._recompute()  # alone, as at the start: nothing to compute
+    membership.on_heartbeat({"member": "b2"}, None)
+    membership._recompute()
+    membership.on_heartbeat({"member": "b2"}, None)
+    membership._recompute()  # the same two: the owners stand
+    assert computed == [frozenset({"a1", "b2"})]
+    assert membership.owners == real(SHARDS, ["a1", "b2"])
+
+    membership.on_heartbeat({"member": "b2", "leaving": True}, None)
+    assert computed[-1] == frozenset({"a1"}) and membership.owners == [membership.me] * SHARDS
