@@ -19,7 +19,6 @@ and counts every event the broker confirmed in ``pos_domain_events_total``.
 
 import json
 import logging
-from contextlib import contextmanager
 from datetime import timedelta
 
 import eventlet
@@ -30,7 +29,7 @@ from nameko.constants import AMQP_URI_CONFIG_KEY, DEFAULT_AMQP_URI
 from nameko.extensions import DependencyProvider
 from nameko.standalone.events import get_event_exchange
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Text, delete, select, text, update
+from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Text, delete, select, update
 
 from common import tracing
 from common.correlation import CORRELATION_KEY
@@ -218,49 +217,66 @@ class Outbox(DependencyProvider):
                 processed = prune_processed(session, handled, now - timedelta(seconds=kept))
         return sent, processed
 
+    def unsent(self):
+        return self.model.published_at.is_(None)
+
     def has_unsent(self):
         with self.database.Session(close_on_exit=True) as session:
-            return session.scalar(select(self.model.id).where(self.model.published_at.is_(None)).limit(1)) is not None
+            return session.scalar(select(self.model.id).where(self.unsent()).limit(1)) is not None
 
     def relay_batch(self):
         """Publish one batch of unsent rows in order; returns how many were sent.
 
-        No transaction is held while publishing (on SQLite it would hold the write lock, on MySQL block inserts);
-        replicas of a service take turns through a MySQL advisory lock so their batches never interleave.
+        Replicas of a service take turns through a MySQL advisory lock so their batches never interleave; the
+        batch is read and marked sent on the lock's own connection, in one transaction committed before the lock
+        is released. On MySQL that transaction holds no lock while publishing (a plain read takes none, the UPDATE
+        is by id); on SQLite a transaction is a write lock, so the read ends before publishing.
         """
-        with self.relay_turn() as my_turn:
-            if not my_turn:
+        with self.database.engine.connect() as connection:
+            if not self.take_turn(connection):
                 return 0
-            with self.database.Session(close_on_exit=True) as session:
-                rows = session.scalars(
-                    select(self.model).where(self.model.published_at.is_(None))
+            try:
+                rows = connection.execute(
+                    select(self.model.__table__).where(self.unsent())
                     .order_by(self.model.id).limit(BATCH_SIZE)
                 ).all()
-                session.expunge_all()
-            for row in rows:
-                self.publish(row)
-            if rows:
-                with self.database.Session(close_on_exit=True) as session:
-                    session.execute(
+                if connection.dialect.name == "sqlite" or not rows:
+                    connection.rollback()
+                for row in rows:
+                    self.publish(row)
+                if rows:
+                    connection.execute(
                         update(self.model).where(self.model.id.in_([row.id for row in rows]))
                         .values(published_at=utcnow(), attempts=self.model.attempts + 1)
                     )
-            return len(rows)
-
-    @contextmanager
-    def relay_turn(self):
-        engine = self.database.engine
-        if engine.dialect.name != "mysql":
-            yield True
-            return
-        name = f"outbox:{self.container.service_name}:{engine.url.database}"
-        with engine.connect() as connection:
-            acquired = connection.scalar(text("SELECT GET_LOCK(:name, 0)"), {"name": name}) == 1
-            try:
-                yield acquired
+                    connection.commit()
+                return len(rows)
+            except BaseException:
+                if not connection.invalidated:
+                    connection.rollback()
+                raise
             finally:
-                if acquired:
-                    connection.scalar(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+                if not connection.invalidated:  # a lost MySQL session took its lock with it
+                    self.end_turn(connection)
+
+    def take_turn(self, connection):
+        return connection.dialect.name != "mysql" or self.advisory(connection, "GET_LOCK(%s, 0)") == 1
+
+    def end_turn(self, connection):
+        if connection.dialect.name == "mysql":
+            self.advisory(connection, "RELEASE_LOCK(%s)")
+
+    def advisory(self, connection, call):
+        """An advisory-lock call on ``connection``'s own DBAPI connection, outside SQLAlchemy's transaction: the
+        lock is the MySQL session's, not the transaction's, and SQLAlchemy would begin one it then rolls back."""
+        name = f"outbox:{self.container.service_name}:{connection.engine.url.database}"
+        try:
+            with connection.connection.cursor() as cursor:
+                cursor.execute(f"SELECT {call}", (name,))
+                return cursor.fetchone()[0]
+        except Exception:
+            connection.invalidate()  # a closed MySQL session holds no lock; a pooled one might
+            raise
 
     def publish(self, row):
         envelope = json.loads(row.envelope)
@@ -279,7 +295,7 @@ class Outbox(DependencyProvider):
 
     def backlog(self):
         with self.database.Session(close_on_exit=True) as session:
-            return session.query(self.model).filter(self.model.published_at.is_(None)).count()
+            return session.query(self.model).filter(self.unsent()).count()
 
     def collect_metrics(self):
         backlog = GaugeMetricFamily("pos_outbox_backlog", "Outbox rows not yet published", labels=["service"])

@@ -5,12 +5,13 @@ from datetime import timedelta
 
 import eventlet
 import pytest
+from eventlet.event import Event
 from nameko import config
 from nameko.events import event_handler
 from nameko.exceptions import RemoteError
 from nameko.rpc import rpc
 from nameko.standalone.rpc import ServiceRpcClient
-from sqlalchemy import Column, Integer, String, select
+from sqlalchemy import Column, Integer, String, event, select, text
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from common.correlation import CorrelationId
@@ -192,6 +193,67 @@ def test_a_worker_that_wrote_kicks_the_relay_straight_into_a_batch(notes_db, con
         client.write("kicked")
     wait_until(lambda: received, timeout=5, message="the event, without waiting for a poll")
     assert polls == []
+
+
+def left_unsent(uri, *texts):
+    """Rows no worker of a running relay wrote (a crashed replica's): only a poll or a batch finds them."""
+    engine = make_engine(uri)
+    with Session(engine) as session, session.begin():
+        for number, note in enumerate(texts, start=1):
+            env = make_envelope("note.written", number, {"text": note}, source="notes")
+            session.add(OutboxMessage(event_id=env["event_id"], event_type="note.written", aggregate_id=str(number),
+                                      envelope=json.dumps(env)))
+    return engine
+
+
+def started_relay(container_factory):
+    notes = container_factory(NotesService)
+    with config.patch({"OUTBOX_POLL_INTERVAL": 3600}):  # after its first sweep, it polls no more in the test
+        notes.start()
+    return next(d for d in notes.dependencies if isinstance(d, Outbox))
+
+
+def test_a_relay_batch_takes_one_connection_for_its_turn_its_read_and_its_update(notes_db, container_factory):
+    container_factory(Listener).start()
+    outbox = started_relay(container_factory)
+    engine = left_unsent(notes_db, "one", "two", "three")
+    checkouts = []
+    event.listen(outbox.database.engine, "checkout", lambda *args: checkouts.append(1))
+
+    assert outbox.relay_batch() == 3
+    assert len(checkouts) == 1
+    wait_until(lambda: len(received) == 3, timeout=5, message="the three events")
+    with engine.connect() as connection:
+        assert connection.scalar(select(OutboxMessage.id).where(OutboxMessage.published_at.is_(None))) is None
+        if engine.dialect.name == "mysql":  # the turn was given back
+            name = f"outbox:notes:{engine.url.database}"
+            assert connection.scalar(text("SELECT IS_FREE_LOCK(:name)"), {"name": name}) == 1
+
+
+def test_replicas_relays_take_turns_so_a_batch_goes_out_once(db_backend, notes_db, container_factory):
+    if db_backend != "mysql":
+        pytest.skip("replicas share a MySQL database; SQLite serves one process")
+    container_factory(Listener).start()
+    first, second = started_relay(container_factory), started_relay(container_factory)
+    left_unsent(notes_db, "one", "two", "three")
+    publishing, go_on, publish = Event(), Event(), first.publish
+
+    def held_publish(row):
+        if not publishing.ready():
+            publishing.send(True)
+            go_on.wait()
+        publish(row)
+
+    first.publish = held_publish
+    batch = eventlet.spawn(first.relay_batch)
+    publishing.wait()
+    assert second.relay_batch() == 0  # the first replica's turn
+    go_on.send(True)
+    assert batch.wait() == 3
+    assert second.relay_batch() == 0  # marked sent before the turn was given back
+    wait_until(lambda: len(received) == 3, timeout=5, message="the three events")
+    eventlet.sleep(0.3)
+    assert sorted(envelope["data"]["text"] for envelope in received) == ["one", "three", "two"]
 
 
 class ProcessedEvent(ProcessedEventMixin, Base):
