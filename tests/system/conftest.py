@@ -125,6 +125,19 @@ class System:
     def exited(self):
         return self.fleet.check()
 
+    def log_digest(self, per_process=25):
+        """The last warnings and errors of every process: what a failed test's report shows, since the logs
+        themselves go with the CI machine's tmp dir."""
+        notable = ("WARNING", "ERROR", "CRITICAL", "Traceback", "exited with code")
+        parts = []
+        for path in sorted((self.work_dir / "log").glob("*.log")):
+            lines = [line for line in path.read_text(errors="replace").splitlines()
+                     if any(word in line for word in notable)]
+            if lines:
+                parts.append(f"--- {path.name} ({len(lines)} notable lines, the last {per_process}):")
+                parts.extend(line[:400] for line in lines[-per_process:])
+        return "\n".join(parts) or "no warning or error in any process log"
+
     # -- the public API
     def session(self, email, password):
         return admin_session(self.base_url, email, password, timeout=15)
@@ -341,6 +354,14 @@ def read_kafka(bootstrap, topic, wanted, timeout, event_ids=None):
     finally:
         consumer.close()
     return found
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    system = item.funcargs.get("system") if report.failed and report.when == "call" else None
+    if isinstance(system, System):
+        report.sections.append(("the system's process logs", system.log_digest()))
 
 
 def running(system):
