@@ -109,7 +109,9 @@ def test_reads_land_on_the_replica(notes, mariadb_replication):
 
 def test_a_write_then_an_immediate_read_sees_the_write_though_the_replica_is_behind(notes, mariadb_replication):
     notes(DB_REPLICA_MAX_LAG_SECONDS=30)  # the delayed replica stays in the rotation
-    mariadb_replication.delay(2)
+    # MASTER_DELAY counts from the commit's timestamp in whole seconds, so a delay of 2 can be 1.1 s: a CI run read
+    # note 2 from the replica that way. The last note must still be missing when the final read arrives.
+    mariadb_replication.delay(5)
     with ServiceRpcClient("notes") as client:
         client.add("warm-up")  # the replica's lag now shows
     with ServiceRpcClient("notes_caller") as caller:
