@@ -26,6 +26,7 @@ class Results:
     started_processes: list = field(default_factory=list)
     idle: dict = None         # {"seconds", "cpu_seconds": {process: s}}: whole system at rest
     orders_cost: dict = None  # {"cpu_seconds": {process: s}, "sql": n, "amqp": n}: the orders phase, settled
+    sql_by_service: dict = None  # {service: statements per order}: bench.statements' census after the orders phase
     tracing: dict = None      # {"sample", "exports", "bytes"} when BENCH_TRACE_SAMPLE was set
 
 
@@ -303,6 +304,9 @@ def whole_system_section(results):
         rows.append(["hops per order (per order / hop floor)", orders["hops_per_order"] or "-"])
         rows.append(["SQL statements / AMQP messages published / RPC calls served per order",
                      f"{orders['sql_per_order']} / {orders['amqp_per_order']} / {orders['rpc_per_order']}"])
+    if results.sql_by_service:
+        rows.append(["SQL statements per order by service (census of 10 orders placed one at a time, at-rest rate "
+                     "taken out)", ", ".join(f"{service} {n}" for service, n in results.sql_by_service.items())])
     idle, by_process = idle_cpu_ms_per_s(results)
     if idle is not None:
         rows.append(["at rest, per second", f"{idle:.1f} ({', '.join(f'{k} {v:.1f}' for k, v in by_process.items())})"])

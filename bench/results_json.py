@@ -36,7 +36,8 @@ def per_order(results, hop):
                "light_p99_ms": rounded(light.p99) if light else None,
                "time_to_paid_p99_ms": rounded(orders.time_to_paid_ms.get("p99")),
                "cpu_ms_per_order": None, "cpu_ms_per_order_by_process": None, "hops_per_order": None,
-               "sql_per_order": None, "amqp_per_order": None, "rpc_per_order": None}
+               "sql_per_order": None, "amqp_per_order": None, "rpc_per_order": None,
+               "sql_per_order_by_service": results.sql_by_service}
     if by_process is not None:
         total = sum(by_process.values())
         figures["cpu_ms_per_order"] = rounded(total)

@@ -16,6 +16,7 @@ from bench.otlp_sink import OtlpSink  # noqa: E402
 from bench.processes import MemorySampler, wait_until_quiet  # noqa: E402
 from bench.seed import Catalogue  # noqa: E402
 from bench.settings import Settings  # noqa: E402
+from bench.statements import census_of_orders  # noqa: E402
 from bench.system import migrate, rebuild_search_index, start_system  # noqa: E402
 from bench.whole_system import Counters, CpuWindow, metrics_text, server_pids  # noqa: E402
 from scripts.processes import ROOT  # noqa: E402
@@ -151,6 +152,9 @@ def run_system_scenarios(settings, env, wrk, databases, broker, results, servers
             wait_until_quiet()  # the emails, invoices and relays that follow the last order
             time.sleep(6)  # RabbitMQ's message statistics are collected every 5 s
             results.orders_cost = {"cpu_seconds": window.stop(), **counters.delta()}
+            say("orders: a census of their SQL statements by service (the general query log)")
+            results.sql_by_service = census_of_orders(base_url, list(range(1, ORDER_PRODUCTS + 1)), env["AMQP_URI"],
+                                                      databases.names)
         if settings.wants("relay"):
             sampler.switch("relay")
             say(f"relay of {settings.relay_events:,} events AMQP -> Kafka")
