@@ -203,10 +203,14 @@ def test_benchmarks_json_has_the_issues_layout_with_null_for_what_was_not_measur
 
 
 def test_a_cpu_window_counts_a_busy_process_and_not_an_idle_one():
-    spin = "import time\nend = time.time() + 1.5\nwhile time.time() < end: pass"
-    busy = subprocess.Popen([sys.executable, "-c", spin])
-    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
+    # the window opens once both interpreters are up (a loaded machine can take a second to start one), and the
+    # spinner has the time of the window to itself
+    spin = "import time\nprint(flush=True)\nend = time.time() + 3\nwhile time.time() < end: pass"
+    busy = subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE)
+    idle = subprocess.Popen([sys.executable, "-c", "import time; print(flush=True); time.sleep(3)"],
+                            stdout=subprocess.PIPE)
     try:
+        busy.stdout.readline(), idle.stdout.readline()
         window = CpuWindow({"busy": busy.pid, "idle": idle.pid}).start()
         time.sleep(1.2)
         used = window.stop()
@@ -240,7 +244,7 @@ def test_a_delay_paces_each_wrk_connection(wrk, tmp_path):
     server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(1)
+        assert wait_for(lambda: infra.port_answers("127.0.0.1", port), 30, interval=0.1)
         result = run_wrk("paced", f"http://127.0.0.1:{port}", [("GET", "/")],
                          Load(threads=1, connections=1, seconds=2, delay_ms=200), wrk=wrk)
     finally:
