@@ -305,8 +305,11 @@ def whole_system_section(results):
         rows.append(["SQL statements / AMQP messages published / RPC calls served per order",
                      f"{orders['sql_per_order']} / {orders['amqp_per_order']} / {orders['rpc_per_order']}"])
     if results.sql_by_service:
-        rows.append(["SQL statements per order by service (census of 10 orders placed one at a time, at-rest rate "
-                     "taken out)", ", ".join(f"{service} {n}" for service, n in results.sql_by_service.items())])
+        from bench.statements import CENSUS_ORDERS
+
+        rows.append([f"SQL statements per order by service (census of {CENSUS_ORDERS} orders placed one at a time, "
+                     "at-rest rate taken out)",
+                     ", ".join(f"{service} {n}" for service, n in results.sql_by_service.items())])
     idle, by_process = idle_cpu_ms_per_s(results)
     if idle is not None:
         rows.append(["at rest, per second", f"{idle:.1f} ({', '.join(f'{k} {v:.1f}' for k, v in by_process.items())})"])

@@ -2,9 +2,9 @@
 
 MariaDB counts statements server-wide (``Questions``), and the services' own statement histograms miss what does
 not go through SQLAlchemy's cursor events (COMMIT, the outbox relay's lock calls). The general log sees every
-statement with the connection it came on; a connection's database is the one it connected to or switched to, else
-what the process list says. The log costs the server a row per statement, so the census runs after the measured
-runs, never while CPU is counted.
+statement with the connection it came on; a connection's database is the one it connected to or switched to, or,
+for one already open, what the process list said when the census began. The log costs the server a row per
+statement, so the census runs after the measured runs, never while CPU is counted.
 """
 
 import re
@@ -20,6 +20,7 @@ from bench.scenarios import OrderEvents, customer_token, order_bodies
 from common.timers import wait_for
 
 CONNECT_DB = re.compile(r" on (\S+)")
+CENSUS_ORDERS = 10
 USE_DB = re.compile(r"\s*USE\s+`?([^`\s;]+)", re.IGNORECASE)
 
 
@@ -43,7 +44,6 @@ class StatementCensus:
         try:
             self._run("SET GLOBAL general_log = 0")
             rows = self._fetch("SELECT thread_id, command_type, argument FROM mysql.general_log")
-            self.threads.update(self._process_list())
             self._run("TRUNCATE TABLE mysql.general_log", f"SET GLOBAL log_output = '{self.saved[1]}'",
                       f"SET GLOBAL general_log = {int(self.saved[0])}")
         finally:
@@ -83,10 +83,11 @@ def count_by_database(rows, known, databases):
     return counts
 
 
-def census_of_orders(base_url, product_ids, amqp_uri, databases, count=10, rest_seconds=10.0, pause=0.3):
+def census_of_orders(base_url, product_ids, amqp_uri, databases, count=CENSUS_ORDERS, rest_seconds=10.0, pause=0.3):
     """SQL statements per order, by service: ``count`` orders placed one at a time (``pause`` apart), each to
     ``order.paid`` and the work after it settled, less what the same seconds at rest cost (``rest_seconds`` of
-    census first). ``databases``: ``{service: database}``. None if an order could not be placed."""
+    census first). ``databases``: ``{service: database}``. None if an order could not be placed or did not get to
+    ``order.paid`` within a minute (a census of half-finished orders would undercount)."""
     headers = {"Authorization": f"Bearer {customer_token(base_url)}"}
     listener = OrderEvents(amqp_uri)
     listener.start()
@@ -103,7 +104,8 @@ def census_of_orders(base_url, product_ids, amqp_uri, databases, count=10, rest_
                     return None
                 placed.append(str(reply.json()["id"]))
                 time.sleep(pause)
-            wait_for(lambda: all(order_id in listener.seen["order.paid"] for order_id in placed), 60)
+            if not wait_for(lambda: all(order_id in listener.seen["order.paid"] for order_id in placed), 60):
+                return None
             wait_until_quiet()
         elapsed = time.monotonic() - started
     finally:
